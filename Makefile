@@ -1,0 +1,21 @@
+# The two commands of the README. Each does its own set-up (libtorch, data).
+#   make train [ARGS="--depth 56 --epochs 10"]   train (defaults: ResNet-20, 50 epochs, batch 128)
+#   make test                                      the whole test suite
+# Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
+
+SHELL := /bin/bash
+ARGS ?=
+
+.PHONY: train test build
+
+build:
+	source scripts/env.sh && resnet_cifar_setup && cargo build --release
+
+train:
+	source scripts/env.sh && resnet_cifar_setup && ./download_cifar.sh && \
+	cargo run --release -- train $(ARGS)
+
+test:
+	source scripts/env.sh && resnet_cifar_setup && \
+	if [ -z "$${CIFAR10_DIR:-}" ] && [ -d data/cifar-10-batches-bin ]; then export CIFAR10_DIR=$$PWD/data/cifar-10-batches-bin; fi && \
+	cargo test --release

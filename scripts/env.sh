@@ -1,0 +1,39 @@
+# Sourced by the Makefile's targets: makes libtorch available and exports LIBTORCH.
+#
+# A user who already has libtorch keeps it: with LIBTORCH set, or LIBTORCH_USE_PYTORCH=1
+# in an active virtualenv (e.g. a CUDA build on a GPU box), nothing is installed.
+# Otherwise `pip install torch==$TORCH_VERSION` goes into a virtualenv kept outside the
+# clone, in a per-user cache keyed by the version, created only when missing; fresh
+# clones reuse it. RESNET_CIFAR_PYTHON names a Python with that torch (for the
+# conformance tests against PyTorch).
+
+TORCH_VERSION=2.13.0
+
+resnet_cifar_setup() {
+    if [ -n "${LIBTORCH:-}" ]; then
+        echo "using LIBTORCH=$LIBTORCH" >&2
+        : "${RESNET_CIFAR_PYTHON:=python3}"
+    elif [ "${LIBTORCH_USE_PYTORCH:-}" = 1 ]; then
+        echo "using the PyTorch of $(command -v python3) (LIBTORCH_USE_PYTORCH=1)" >&2
+        : "${RESNET_CIFAR_PYTHON:=python3}"
+    else
+        local cache="${RESNET_CIFAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/resnet-cifar}"
+        local venv="$cache/torch-$TORCH_VERSION"
+        mkdir -p "$cache" || return 1
+        (
+            flock 9
+            if [ ! -f "$venv/.complete" ]; then
+                echo "installing torch==$TORCH_VERSION (libtorch) into $venv, once (~4.7 GB)" >&2
+                rm -rf "$venv"
+                python3 -m venv "$venv" &&
+                    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+                        "torch==$TORCH_VERSION" numpy safetensors &&
+                    touch "$venv/.complete"
+            fi
+        ) 9>"$cache/.lock" || { echo "error: could not install torch==$TORCH_VERSION into $venv" >&2; return 1; }
+        export RESNET_CIFAR_PYTHON="$venv/bin/python"
+        LIBTORCH="$("$RESNET_CIFAR_PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" || return 1
+        export LIBTORCH
+    fi
+    export RESNET_CIFAR_PYTHON
+}

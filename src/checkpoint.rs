@@ -1,0 +1,261 @@
+//! Checkpoints as safetensors with the PyTorch reference's tensor names, so that PyTorch's
+//! `load_state_dict(strict=False)` takes our files and we take theirs. Besides the weights
+//! and BN buffers a checkpoint carries metadata (arch, depth, shortcut, normalization,
+//! project version) and the normalization statistics as `normalization.{mean,std}`.
+//! Writes are atomic: temporary file, fsync, rename. No pickle is ever read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::{Arch, ResNetConfig, Shortcut};
+use crate::normalize::{Normalization, Normalizer};
+
+pub const NORM_MEAN: &str = "normalization.mean";
+pub const NORM_STD: &str = "normalization.std";
+/// Prefix of tensors that are not model state (ignored when loading weights).
+const AUX_PREFIXES: [&str; 2] = ["normalization.", "optimizer."];
+
+/// A checkpoint read from disk: named tensors (on the CPU) and string metadata.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, Tensor>,
+    pub metadata: HashMap<String, String>,
+}
+
+fn to_dtype(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        _ => return None,
+    })
+}
+
+fn to_kind(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        _ => return None,
+    })
+}
+
+/// Serialises `tensors` with `metadata` and writes them to `path` atomically.
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+    let mut raw = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.detach().to_device(Device::Cpu).contiguous();
+        let dtype = to_dtype(t.kind())
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor {name} has unsupported kind {:?}", t.kind())))?;
+        let nbytes = t.numel() * t.kind().elt_size_in_bytes();
+        let mut bytes = vec![0u8; nbytes];
+        t.copy_data_u8(&mut bytes, t.numel());
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        raw.push((name.clone(), dtype, shape, bytes));
+    }
+    let views = raw
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::checkpoint(path, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), Some(metadata))
+        .map_err(|e| Error::checkpoint(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that `path` holds either the old or the new content, whole:
+/// write a temporary file beside it, fsync, rename over, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Reads a safetensors file. Every failure names the file.
+pub fn read(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: safetensors::SafeTensorError| {
+        Error::checkpoint(path, format!("not a valid safetensors file ({e}): is it truncated or of another format?"))
+    };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = to_kind(view.dtype()).ok_or_else(|| {
+            Error::checkpoint(path, format!("tensor {name} has unsupported dtype {:?}", view.dtype()))
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, kind)?);
+    }
+    Ok(Checkpoint { path: path.to_path_buf(), tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+}
+
+/// The name a checkpoint tensor has in our VarStore: without DataParallel's `module.`.
+fn canonical(name: &str) -> &str {
+    name.strip_prefix("module.").unwrap_or(name)
+}
+
+impl Checkpoint {
+    /// Copies every model tensor into `vs`. Missing keys, unexpected keys and shape
+    /// mismatches are all reported together, by name. `num_batches_tracked` entries and
+    /// a `module.` prefix are accepted and ignored.
+    pub fn load_into(&self, vs: &mut VarStore) -> Result<()> {
+        let mut vars = vs.variables();
+        let mut unexpected = Vec::new();
+        let mut mismatched = Vec::new();
+        let mut pending = Vec::new();
+        for (name, t) in &self.tensors {
+            let name = canonical(name);
+            if name.ends_with("num_batches_tracked") || AUX_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            match vars.remove(name) {
+                None => unexpected.push(name.to_string()),
+                Some(v) if v.size() != t.size() => {
+                    mismatched.push(format!("{name} (file {:?}, model {:?})", t.size(), v.size()))
+                }
+                Some(v) => pending.push((v, t)),
+            }
+        }
+        let mut missing: Vec<String> = vars.into_keys().collect();
+        missing.sort();
+        if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
+            let mut parts = Vec::new();
+            let list = |v: &[String]| {
+                let shown: Vec<&str> = v.iter().take(8).map(String::as_str).collect();
+                let more = if v.len() > 8 { format!(" and {} more", v.len() - 8) } else { String::new() };
+                format!("{}{more}", shown.join(", "))
+            };
+            if !missing.is_empty() {
+                parts.push(format!("{} missing: {}", missing.len(), list(&missing)));
+            }
+            if !unexpected.is_empty() {
+                parts.push(format!("{} unexpected: {}", unexpected.len(), list(&unexpected)));
+            }
+            if !mismatched.is_empty() {
+                parts.push(format!("{} of another shape: {}", mismatched.len(), list(&mismatched)));
+            }
+            return Err(Error::checkpoint(
+                &self.path,
+                format!(
+                    "does not fit the model ({}); check --arch/--depth/--shortcut against the checkpoint",
+                    parts.join("; ")
+                ),
+            ));
+        }
+        tch::no_grad(|| {
+            for (mut v, t) in pending {
+                v.copy_(t);
+            }
+        });
+        Ok(())
+    }
+
+    /// The normaliser stored in the checkpoint, if any. `kind` comes from the metadata.
+    pub fn normalizer(&self) -> Option<Normalizer> {
+        let kind: Normalization = self.metadata.get("normalization")?.parse().ok()?;
+        let mean = self.tensors.get(NORM_MEAN)?;
+        let std = self.tensors.get(NORM_STD)?;
+        Some(Normalizer::from_stats(kind, mean.shallow_clone(), std.shallow_clone()))
+    }
+
+    /// The model configuration: from the metadata where present, else inferred from the
+    /// tensor names (depth from the number of blocks, shortcut B from projection weights).
+    pub fn model_config(&self) -> Result<ResNetConfig> {
+        let parse_err = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
+        let mut cfg = ResNetConfig::default();
+        let blocks = self
+            .tensors
+            .keys()
+            .filter_map(|n| {
+                let n = canonical(n).strip_prefix("layer1.")?;
+                n.split('.').next()?.parse::<i64>().ok()
+            })
+            .max();
+        match self.metadata.get("depth") {
+            Some(d) => cfg.depth = d.parse().map_err(|_| parse_err("depth", d))?,
+            None => match blocks {
+                Some(b) => cfg.depth = 6 * (b + 1) + 2,
+                None => return Err(Error::checkpoint(&self.path, "no layer1.* tensors: not a CIFAR ResNet checkpoint")),
+            },
+        }
+        if let Some(a) = self.metadata.get("arch") {
+            cfg.arch = a.parse::<Arch>().map_err(|_| parse_err("arch", a))?;
+        }
+        match self.metadata.get("shortcut") {
+            Some(s) => cfg.shortcut = s.parse::<Shortcut>().map_err(|_| parse_err("shortcut", s))?,
+            None if self.tensors.keys().any(|n| n.contains(".shortcut.")) => cfg.shortcut = Shortcut::B,
+            None => {}
+        }
+        Ok(cfg)
+    }
+}
+
+/// The metadata every checkpoint of ours carries.
+pub fn metadata(cfg: &ResNetConfig, normalizer: &Normalizer) -> HashMap<String, String> {
+    HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("arch".to_string(), cfg.arch.to_string()),
+        ("depth".to_string(), cfg.depth.to_string()),
+        ("shortcut".to_string(), cfg.shortcut.to_string()),
+        ("normalization".to_string(), normalizer.kind.to_string()),
+        ("resnet_cifar_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ])
+}
+
+/// The model's variables plus the normalisation statistics, ready for [`write`].
+pub fn model_tensors(vs: &VarStore, normalizer: &Normalizer) -> Vec<(String, Tensor)> {
+    let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.push((NORM_MEAN.to_string(), normalizer.mean.shallow_clone()));
+    tensors.push((NORM_STD.to_string(), normalizer.std.shallow_clone()));
+    tensors
+}
+
+/// Saves model, normalisation and `extra` tensors (e.g. optimizer state) with metadata.
+pub fn save(
+    path: &Path,
+    vs: &VarStore,
+    cfg: &ResNetConfig,
+    normalizer: &Normalizer,
+    extra: Vec<(String, Tensor)>,
+    extra_meta: HashMap<String, String>,
+) -> Result<()> {
+    let mut tensors = model_tensors(vs, normalizer);
+    tensors.extend(extra);
+    let mut meta = metadata(cfg, normalizer);
+    meta.extend(extra_meta);
+    write(path, &tensors, meta)
+}

@@ -1,0 +1,174 @@
+//! Command-line flags, parsed into raw values and then checked into the library's
+//! configurations. With no subcommand the binary trains, so the seed's
+//! `resnet-cifar --epochs 50 --batch_size 128` works as is.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::data::default_data_dir;
+use crate::device::parse_device;
+use crate::model::{Arch, ResNetConfig, Shortcut};
+use crate::normalize::Normalization;
+use crate::schedule::ScheduleKind;
+use crate::train::{self, TrainConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "resnet-cifar",
+    version,
+    about = "The CIFAR-10 ResNets of He et al., \"Deep Residual Learning for Image Recognition\" (2015)",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `train`, for use without a subcommand.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network (the default when no subcommand is given).
+    Train(TrainArgs),
+    /// Print the layer table, output shapes and parameter count of a network.
+    Summary(ModelArgs),
+}
+
+/// Which network.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Depth 6n+2: 20, 32, 44, 56, 110, 1202, …
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
+    pub depth: i64,
+    /// Residual network or the plain baseline without shortcuts.
+    #[arg(long, value_enum, default_value_t = Arch::Resnet)]
+    pub arch: Arch,
+    /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
+    #[arg(long, value_enum, default_value_t = Shortcut::A)]
+    pub shortcut: Shortcut,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> ResNetConfig {
+        ResNetConfig { depth: self.depth, arch: self.arch, shortcut: self.shortcut, ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Epochs (the schedule divides the lr by 10 at 50 % and 75 % of them).
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+    pub epochs: i64,
+    /// Images per SGD step.
+    #[arg(long, alias = "batch_size", default_value_t = 128, allow_negative_numbers = true)]
+    pub batch_size: i64,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
+    pub weight_decay: f64,
+    /// `scaled`: drops at 50 %/75 % of --epochs; `paper`: exactly 64k iterations, drops at 32k/48k.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Scaled)]
+    pub schedule: ScheduleKind,
+    /// Iterations at lr/10 before the schedule starts [default: 400 from depth 110, else 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub warmup_iters: Option<i64>,
+    /// Input normalisation.
+    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
+    pub normalize: Normalization,
+    /// Hold out the last N training images for validation (the paper: 5000).
+    #[arg(long, default_value_t = 0)]
+    pub val_split: usize,
+    /// Directory with the CIFAR-10 binary batches.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Run directory [default: runs/<arch>-<depth>-<timestamp>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// CPU threads for libtorch [default: libtorch's choice].
+    #[arg(long, allow_negative_numbers = true)]
+    pub threads: Option<i32>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+}
+
+impl TrainArgs {
+    /// Checks the flags into a training configuration.
+    pub fn into_config(self) -> Result<TrainConfig> {
+        let model = self.model.config();
+        let out = self.out.unwrap_or_else(|| {
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            PathBuf::from(format!("runs/{}-{stamp}", model.name()))
+        });
+        let cfg = TrainConfig {
+            model,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_iters: self.warmup_iters,
+            normalization: self.normalize,
+            val_split: self.val_split,
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
+            data_dir: self.data_dir,
+            out_dir: out,
+            device: parse_device(&self.device)?,
+            seed: self.seed,
+            threads: self.threads,
+            quiet: false,
+        };
+        cfg.validate()?;
+        if let Some(w) = cfg.warmup_iters {
+            anyhow::ensure!(w >= 0, "--warmup-iters {w} must be ≥ 0");
+        }
+        Ok(cfg)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train_command(cli.train),
+        Some(Command::Train(args)) => train_command(args),
+        Some(Command::Summary(args)) => {
+            print!("{}", crate::summary::summary(args.config())?);
+            Ok(())
+        }
+    }
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
+    let cfg = args.into_config()?;
+    let summary = train::run(&cfg).context("training failed")?;
+    let last = summary.last();
+    println!(
+        "done: {} epochs in {:.1} min on {}; final train error {:.2}%, test error {:.2}% (best {:.2}%); run in {}",
+        summary.epochs.len(),
+        summary.wall_seconds / 60.0,
+        summary.device,
+        last.train_err,
+        last.test_err,
+        summary.best_test_err(),
+        summary.out_dir.display()
+    );
+    Ok(())
+}

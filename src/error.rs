@@ -1,0 +1,37 @@
+//! The library's typed errors: each names the file, tensor or setting at fault and says
+//! what to do about it, so the binary can print it as one line.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting that cannot be used (depth not 6n+2, batch size 0, …).
+    #[error("{0}")]
+    Config(String),
+    /// A data file that is missing, unreadable or not in the CIFAR-10 binary format.
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+    /// A checkpoint that cannot be read or does not fit the model.
+    #[error("{path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    /// An I/O failure on a named file.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A failure inside libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Data { path: path.into(), msg: msg.into() }
+    }
+    pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Checkpoint { path: path.into(), msg: msg.into() }
+    }
+}

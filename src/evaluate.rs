@@ -1,0 +1,55 @@
+//! Evaluation in inference mode (BN running statistics, no augmentation): mean
+//! cross-entropy, top-1 error and the confusion matrix, accumulated on the device.
+
+use tch::{nn::ModuleT, Kind, Tensor};
+
+use crate::data::{Split, NUM_CLASSES};
+use crate::model::ResNet;
+use crate::normalize::Normalizer;
+
+/// Images per forward pass when evaluating.
+pub const EVAL_BATCH: i64 = 500;
+
+#[derive(Debug)]
+pub struct Evaluation {
+    pub loss: f64,
+    /// Top-1 error in percent.
+    pub error: f64,
+    pub images: i64,
+    /// 10×10 counts, rows = true class, columns = predicted class.
+    pub confusion: Tensor,
+}
+
+impl Evaluation {
+    pub fn accuracy(&self) -> f64 {
+        100.0 - self.error
+    }
+}
+
+/// Evaluates `model` on `split` (already on the model's device).
+pub fn evaluate(model: &ResNet, split: &Split, normalizer: &Normalizer) -> Evaluation {
+    let device = split.images.device();
+    let n = split.len();
+    let mut confusion = Tensor::zeros([NUM_CLASSES * NUM_CLASSES], (Kind::Int64, device));
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    tch::no_grad(|| {
+        for start in (0..n).step_by(EVAL_BATCH as usize) {
+            let batch = split.narrow(start, EVAL_BATCH.min(n - start));
+            let logits = model.forward_t(&normalizer.apply(&batch.images), false).to_kind(Kind::Float);
+            let loss = logits.cross_entropy_for_logits(&batch.labels);
+            loss_sum += loss.to_kind(Kind::Double) * batch.len() as f64;
+            let pred = logits.argmax(-1, false);
+            let cell = &batch.labels * NUM_CLASSES + pred;
+            let _ = confusion.index_add_(0, &cell, &cell.ones_like());
+        }
+    });
+    let confusion = confusion.view([NUM_CLASSES, NUM_CLASSES]);
+    let correct = confusion.diagonal(0, 0, 1).sum(Kind::Int64).int64_value(&[]);
+    let nf = n.max(1) as f64;
+    Evaluation {
+        loss: loss_sum.double_value(&[]) / nf,
+        error: 100.0 * (n - correct) as f64 / nf,
+        images: n,
+        confusion: confusion.to_device(tch::Device::Cpu),
+    }
+}

@@ -1,0 +1,27 @@
+//! The CIFAR-10 residual networks of He, Zhang, Ren and Sun, "Deep Residual Learning for
+//! Image Recognition" (2015), Section 4.2, on libtorch through `tch`.
+//!
+//! - [`model`]: the networks (ResNet and plain, shortcut options A and B), PyTorch names.
+//! - [`data`], [`normalize`], [`augment`]: CIFAR-10 binary batches, input normalisation, the
+//!   paper's pad-crop-flip augmentation on whole batches.
+//! - [`train`]: the one training loop, with [`schedule`] and [`optim`].
+//! - [`checkpoint`]: safetensors checkpoints that PyTorch loads as they are.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod evaluate;
+pub mod metrics;
+pub mod model;
+pub mod normalize;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+pub mod summary;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use model::{Arch, ResNet, ResNetConfig, Shortcut};

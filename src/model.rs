@@ -1,0 +1,295 @@
+//! The CIFAR-10 networks of He et al. 2015, Section 4.2: a 3×3 convolution with 16 filters,
+//! three stages of `n` basic blocks with 16, 32 and 64 filters (the first block of stages 2
+//! and 3 subsamples with stride 2), global average pooling and a 10-way fully connected
+//! layer: depth 6n+2. `Arch::Plain` is the same stack without shortcuts.
+//!
+//! Variable paths spell the PyTorch reference's state-dict names (`conv1.weight`,
+//! `layer2.0.bn1.running_mean`, `layer3.0.shortcut.0.weight`, `linear.bias`), so
+//! checkpoints move between the two without renaming.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use crate::error::{Error, Result};
+
+/// Residual network or the same stack without shortcuts ("plain", the paper's baseline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Arch {
+    #[default]
+    Resnet,
+    Plain,
+}
+
+/// How a shortcut crosses a change of shape (Section 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Shortcut {
+    /// Identity; where the shape changes, subsample by 2 and zero-pad the new channels
+    /// (no parameters). The paper's choice for CIFAR-10.
+    #[default]
+    #[value(name = "A", alias = "a")]
+    A,
+    /// Identity; where the shape changes, a 1×1 convolution with stride 2 followed by BN.
+    #[value(name = "B", alias = "b")]
+    B,
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Resnet => "resnet",
+            Arch::Plain => "plain",
+        })
+    }
+}
+
+impl fmt::Display for Shortcut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Shortcut::A => "A",
+            Shortcut::B => "B",
+        })
+    }
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "resnet" => Ok(Arch::Resnet),
+            "plain" => Ok(Arch::Plain),
+            _ => Err(Error::Config(format!("unknown architecture `{s}`: use resnet or plain"))),
+        }
+    }
+}
+
+impl FromStr for Shortcut {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "A" => Ok(Shortcut::A),
+            "B" => Ok(Shortcut::B),
+            _ => Err(Error::Config(format!("unknown shortcut option `{s}`: use A or B"))),
+        }
+    }
+}
+
+/// Which network to build. `depth` must be 6n+2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResNetConfig {
+    pub depth: i64,
+    pub arch: Arch,
+    pub shortcut: Shortcut,
+    pub num_classes: i64,
+}
+
+impl Default for ResNetConfig {
+    fn default() -> Self {
+        ResNetConfig { depth: 20, arch: Arch::Resnet, shortcut: Shortcut::A, num_classes: 10 }
+    }
+}
+
+impl ResNetConfig {
+    /// Blocks per stage, `n` in depth = 6n+2; an error for any other depth.
+    pub fn blocks_per_stage(&self) -> Result<i64> {
+        if self.depth < 8 || (self.depth - 2) % 6 != 0 {
+            return Err(Error::Config(format!(
+                "depth {} is not 6n+2 with n ≥ 1: use 20, 32, 44, 56, 110, 1202 or another 6n+2",
+                self.depth
+            )));
+        }
+        Ok((self.depth - 2) / 6)
+    }
+
+    /// A short name for runs and figures, e.g. `resnet-20` or `plain-56`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.arch, self.depth)
+    }
+}
+
+/// He (Kaiming) normal initialisation with fan-in and ReLU gain, as the paper and the
+/// PyTorch reference (`kaiming_normal_`) use for every convolution and the linear layer.
+const HE_NORMAL: nn::Init = nn::Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanIn,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
+fn conv3x3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
+    let cfg =
+        nn::ConvConfig { stride, padding: 1, bias: false, ws_init: HE_NORMAL, ..Default::default() };
+    nn::conv2d(p, c_in, c_out, 3, cfg)
+}
+
+/// BatchNorm with γ = 1 and β = 0 (tch's default γ is uniform, PyTorch's is one).
+fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
+    let cfg = nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::batch_norm2d(p, c, cfg)
+}
+
+/// The path by which a block's input reaches its output.
+#[derive(Debug)]
+pub enum ShortcutPath {
+    /// Plain network: no shortcut at all.
+    None,
+    /// Same shape: x itself.
+    Identity,
+    /// Option A across a change of shape: x[:, :, ::2, ::2] with `pad` zero channels added
+    /// on each side, as the PyTorch reference does (so its checkpoints give the same outputs).
+    ZeroPad { pad: i64 },
+    /// Option B across a change of shape: 1×1 convolution, stride 2, then BN.
+    Projection { conv: nn::Conv2D, bn: nn::BatchNorm },
+}
+
+impl ShortcutPath {
+    /// The shortcut's output, or `None` for a plain block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Option<Tensor> {
+        match self {
+            ShortcutPath::None => None,
+            ShortcutPath::Identity => Some(x.shallow_clone()),
+            ShortcutPath::ZeroPad { pad } => {
+                let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
+                Some(sub.constant_pad_nd([0, 0, 0, 0, *pad, *pad]))
+            }
+            ShortcutPath::Projection { conv, bn } => Some(x.apply(conv).apply_t(bn, train)),
+        }
+    }
+}
+
+/// conv3×3–BN–ReLU–conv3×3–BN, plus the shortcut, then ReLU (Fig. 2 of the paper).
+#[derive(Debug)]
+pub struct BasicBlock {
+    pub conv1: nn::Conv2D,
+    pub bn1: nn::BatchNorm,
+    pub conv2: nn::Conv2D,
+    pub bn2: nn::BatchNorm,
+    pub shortcut: ShortcutPath,
+}
+
+impl BasicBlock {
+    pub fn new(p: nn::Path, c_in: i64, c_out: i64, stride: i64, cfg: &ResNetConfig) -> Self {
+        let reshapes = stride != 1 || c_in != c_out;
+        let shortcut = match (cfg.arch, cfg.shortcut, reshapes) {
+            (Arch::Plain, _, _) => ShortcutPath::None,
+            (Arch::Resnet, _, false) => ShortcutPath::Identity,
+            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad { pad: (c_out - c_in) / 2 },
+            (Arch::Resnet, Shortcut::B, true) => {
+                let s = &p / "shortcut";
+                let conv_cfg = nn::ConvConfig {
+                    stride,
+                    bias: false,
+                    ws_init: HE_NORMAL,
+                    ..Default::default()
+                };
+                ShortcutPath::Projection {
+                    conv: nn::conv2d(&s / "0", c_in, c_out, 1, conv_cfg),
+                    bn: batch_norm(&s / "1", c_out),
+                }
+            }
+        };
+        BasicBlock {
+            conv1: conv3x3(&p / "conv1", c_in, c_out, stride),
+            bn1: batch_norm(&p / "bn1", c_out),
+            conv2: conv3x3(&p / "conv2", c_out, c_out, 1),
+            bn2: batch_norm(&p / "bn2", c_out),
+            shortcut,
+        }
+    }
+
+    /// The residual function F(x): conv–BN–ReLU–conv–BN, before the addition.
+    pub fn residual_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.bn2, train)
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let f = self.residual_t(x, train);
+        match self.shortcut.forward_t(x, train) {
+            Some(s) => (f + s).relu(),
+            None => f.relu(),
+        }
+    }
+}
+
+/// The whole network: `conv1`, `bn1`, `layer1..3`, global average pooling, `linear`.
+#[derive(Debug)]
+pub struct ResNet {
+    pub config: ResNetConfig,
+    pub conv1: nn::Conv2D,
+    pub bn1: nn::BatchNorm,
+    /// The three stages of `n` blocks each, with 16, 32 and 64 filters.
+    pub stages: [Vec<BasicBlock>; 3],
+    pub linear: nn::Linear,
+}
+
+/// Filters per stage (Section 4.2).
+pub const STAGE_WIDTHS: [i64; 3] = [16, 32, 64];
+
+impl ResNet {
+    /// Builds the network under `p` (normally `vs.root()`), with the paper's initialisation.
+    pub fn new(p: &nn::Path, config: ResNetConfig) -> Result<Self> {
+        let n = config.blocks_per_stage()?;
+        let mut c_in = STAGE_WIDTHS[0];
+        let stages = std::array::from_fn(|s| {
+            let layer = p / format!("layer{}", s + 1);
+            let c_out = STAGE_WIDTHS[s];
+            (0..n)
+                .map(|i| {
+                    let stride = if s > 0 && i == 0 { 2 } else { 1 };
+                    let block = BasicBlock::new(&layer / i, c_in, c_out, stride, &config);
+                    c_in = c_out;
+                    block
+                })
+                .collect()
+        });
+        let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
+        Ok(ResNet {
+            config,
+            conv1: conv3x3(p / "conv1", 3, STAGE_WIDTHS[0], 1),
+            bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0]),
+            stages,
+            linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
+        })
+    }
+
+    /// The stem: conv1–BN–ReLU.
+    pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv1).apply_t(&self.bn1, train).relu()
+    }
+
+    /// The classifier head: global average pooling, then the fully connected layer.
+    pub fn head(&self, x: &Tensor) -> Tensor {
+        x.mean_dim([2i64, 3].as_slice(), false, x.kind()).apply(&self.linear)
+    }
+
+    /// All blocks in order, with their names (`layer2.0`, …).
+    pub fn blocks(&self) -> impl Iterator<Item = (String, &BasicBlock)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, blocks)| blocks.iter().enumerate().map(move |(i, b)| (format!("layer{}.{i}", s + 1), b)))
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
+        self.head(&x)
+    }
+}
+
+/// Number of trainable parameters (BN running statistics excluded), as the paper counts.
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}

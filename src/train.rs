@@ -1,0 +1,360 @@
+//! The one training loop (Section 4.2), shared by the CLI and the examples: SGD with
+//! momentum 0.9 and weight decay 1e-4 from lr 0.1, batch 128, the paper's augmentation,
+//! and a learning-rate schedule that divides by 10 at 50 % and 75 % of the run. Each run
+//! directory gets `config.json`, `metrics.csv` (one flushed row per epoch) and the
+//! checkpoints `last.safetensors` and `best.safetensors`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use crate::augment;
+use crate::checkpoint;
+use crate::data::{Cifar10, RunData, Split};
+use crate::device::device_name;
+use crate::error::{Error, Result};
+use crate::evaluate::evaluate;
+use crate::metrics::{EpochMetrics, MetricsWriter};
+use crate::model::{parameter_count, ResNet, ResNetConfig};
+use crate::normalize::{Normalization, Normalizer};
+use crate::optim::Sgd;
+use crate::progress;
+use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
+
+/// Every setting of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub model: ResNetConfig,
+    pub epochs: i64,
+    pub batch_size: i64,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: ScheduleKind,
+    /// Warm-up iterations at lr/10; `None`: the paper's 400 from depth 110, else none.
+    pub warmup_iters: Option<i64>,
+    pub normalization: Normalization,
+    /// Hold out the last N training images for validation.
+    pub val_split: usize,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub data_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub device: Device,
+    pub seed: i64,
+    pub threads: Option<i32>,
+    /// No progress bar and no per-epoch lines (for callers that report themselves).
+    pub quiet: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: ResNetConfig::default(),
+            epochs: 50,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            schedule: ScheduleKind::Scaled,
+            warmup_iters: None,
+            normalization: Normalization::PixelMean,
+            val_split: 0,
+            limit_train: None,
+            limit_test: None,
+            data_dir: crate::data::default_data_dir(),
+            out_dir: PathBuf::from("runs/resnet-20"),
+            device: Device::Cpu,
+            seed: 0,
+            threads: None,
+            quiet: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every setting once, with a message saying what to use instead.
+    pub fn validate(&self) -> Result<()> {
+        self.model.blocks_per_stage()?;
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size < 1 {
+            return bad(format!("--batch-size {} must be at least 1", self.batch_size));
+        }
+        if self.epochs < 1 {
+            return bad(format!("--epochs {} must be at least 1", self.epochs));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr {} must be a positive number (the paper uses 0.1)", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("--momentum {} must be in [0, 1) (the paper uses 0.9)", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("--weight-decay {} must be ≥ 0 (the paper uses 1e-4)", self.weight_decay));
+        }
+        if matches!(self.limit_train, Some(0)) || matches!(self.limit_test, Some(0)) {
+            return bad("--limit-train and --limit-test must be at least 1".into());
+        }
+        if let Some(t) = self.threads {
+            if t < 1 {
+                return bad(format!("--threads {t} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn warmup_iterations(&self) -> i64 {
+        self.warmup_iters.unwrap_or_else(|| default_warmup(self.model.depth))
+    }
+
+    /// The schedule for a run of `iters_per_epoch` iterations per epoch.
+    pub fn lr_schedule(&self, iters_per_epoch: i64) -> LrSchedule {
+        match self.schedule {
+            ScheduleKind::Scaled => LrSchedule::scaled(self.lr, self.epochs * iters_per_epoch, self.warmup_iterations()),
+            ScheduleKind::Paper => LrSchedule::paper(self.lr, self.warmup_iterations()),
+        }
+    }
+
+    fn to_json(&self, params: i64, schedule: &LrSchedule, epochs: i64) -> serde_json::Value {
+        serde_json::json!({
+            "arch": self.model.arch.to_string(),
+            "depth": self.model.depth,
+            "shortcut": self.model.shortcut.to_string(),
+            "parameters": params,
+            "epochs": epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule.to_string(),
+            "total_iterations": schedule.total_iterations,
+            "lr_milestones": schedule.milestones,
+            "warmup_iterations": schedule.warmup_iterations,
+            "normalization": self.normalization.to_string(),
+            "val_split": self.val_split,
+            "limit_train": self.limit_train,
+            "limit_test": self.limit_test,
+            "data_dir": self.data_dir.display().to_string(),
+            "out_dir": self.out_dir.display().to_string(),
+            "device": device_name(self.device),
+            "seed": self.seed,
+            "threads": tch::get_num_threads(),
+            "resnet_cifar_version": env!("CARGO_PKG_VERSION"),
+            "tch_version": env!("TCH_VERSION"),
+            "libtorch_version": env!("LIBTORCH_VERSION"),
+        })
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub out_dir: PathBuf,
+    pub parameters: i64,
+    pub epochs: Vec<EpochMetrics>,
+    pub wall_seconds: f64,
+    pub device: String,
+}
+
+impl RunSummary {
+    pub fn last(&self) -> &EpochMetrics {
+        self.epochs.last().expect("a run has at least one epoch")
+    }
+    pub fn best_test_err(&self) -> f64 {
+        self.epochs.iter().map(|m| m.test_err).fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Loads the data from `cfg.data_dir` and trains.
+pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
+    cfg.validate()?;
+    let t = Instant::now();
+    let data = Cifar10::load(&cfg.data_dir)?;
+    if !cfg.quiet {
+        println!(
+            "loaded CIFAR-10 from {} ({} train + {} test images) in {:.2} s",
+            cfg.data_dir.display(),
+            data.train.len(),
+            data.test.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    run_with_data(cfg, &data)
+}
+
+/// Refuses to train into a directory that already holds a run; creates it otherwise.
+fn prepare_out_dir(dir: &Path) -> Result<()> {
+    if dir.join("metrics.csv").exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a run (metrics.csv exists): choose another --out, or delete it to start over",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Trains on `data` (the CLI's data, or a synthetic set in tests and demos).
+pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
+    cfg.validate()?;
+    let started = Instant::now();
+    if let Some(t) = cfg.threads {
+        tch::set_num_threads(t);
+    }
+    tch::manual_seed(cfg.seed);
+    let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
+    let dev = cfg.device;
+    let normalizer = Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev);
+    let train = split.train.to_device(dev);
+    let test = split.test.to_device(dev);
+    let val = split.val.as_ref().map(|v| v.to_device(dev));
+
+    let vs = VarStore::new(dev);
+    let model = ResNet::new(&vs.root(), cfg.model)?;
+    let parameters = parameter_count(&vs);
+    let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
+
+    let n = train.len();
+    let iters_per_epoch = (n + cfg.batch_size - 1) / cfg.batch_size;
+    let schedule = cfg.lr_schedule(iters_per_epoch);
+    let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
+
+    prepare_out_dir(&cfg.out_dir)?;
+    let config_json = serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs))
+        .expect("config serialises");
+    checkpoint::write_atomic(&cfg.out_dir.join("config.json"), config_json.as_bytes())?;
+    let mut csv = MetricsWriter::create(&cfg.out_dir.join("metrics.csv"), val.is_some())?;
+    if !cfg.quiet {
+        println!(
+            "training {} ({parameters} parameters) on {} for {epochs} epochs ({} iterations, batch {}) → {}",
+            cfg.model.name(),
+            device_name(dev),
+            schedule.total_iterations,
+            cfg.batch_size,
+            cfg.out_dir.display()
+        );
+    }
+
+    let mut history = Vec::new();
+    let mut best_val = f64::INFINITY;
+    let mut iteration = 0i64;
+    for epoch in 1..=epochs {
+        let t = Instant::now();
+        let bar = progress::epoch_bar(n as u64, epoch, epochs, cfg.quiet);
+        let ctx = StepContext { model: &model, normalizer: &normalizer, schedule: &schedule, batch_size: cfg.batch_size };
+        let (train_loss, train_err, seen) = train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
+        let train_seconds = t.elapsed().as_secs_f64();
+        let test_eval = evaluate(&model, &test, &normalizer);
+        let val_eval = val.as_ref().map(|v| evaluate(&model, v, &normalizer));
+        bar.finish_and_clear();
+        let row = EpochMetrics {
+            epoch,
+            iteration,
+            lr: schedule.lr_at(iteration - 1),
+            train_loss,
+            train_err,
+            test_loss: test_eval.loss,
+            test_err: test_eval.error,
+            epoch_seconds: t.elapsed().as_secs_f64(),
+            images_per_sec: seen as f64 / train_seconds,
+            val: val_eval.as_ref().map(|e| (e.loss, e.error)),
+        };
+        csv.write(&row)?;
+        let meta = HashMap::from([("epoch".to_string(), epoch.to_string()), ("iteration".to_string(), iteration.to_string())]);
+        let last = cfg.out_dir.join("last.safetensors");
+        checkpoint::save(&last, &vs, &cfg.model, &normalizer, Vec::new(), meta.clone())?;
+        // Best by validation error; without a validation split, best is the last epoch.
+        let improved = match &val_eval {
+            Some(e) => e.error < best_val,
+            None => true,
+        };
+        if improved {
+            best_val = val_eval.as_ref().map_or(best_val, |e| e.error);
+            checkpoint::save(&cfg.out_dir.join("best.safetensors"), &vs, &cfg.model, &normalizer, Vec::new(), meta)?;
+        }
+        if !cfg.quiet {
+            println!("{}", progress::epoch_line(&row, epochs));
+        }
+        history.push(row);
+        if iteration >= schedule.total_iterations {
+            break;
+        }
+    }
+    Ok(RunSummary {
+        out_dir: cfg.out_dir.clone(),
+        parameters,
+        epochs: history,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        device: device_name(dev),
+    })
+}
+
+/// What one training step needs besides the optimizer and the data.
+pub struct StepContext<'a> {
+    pub model: &'a ResNet,
+    pub normalizer: &'a Normalizer,
+    pub schedule: &'a LrSchedule,
+    pub batch_size: i64,
+}
+
+/// Runs one SGD step on a `u8` batch; returns the (undetached) loss and the logits.
+pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Tensor, lr: f64) -> (Tensor, Tensor) {
+    let x = augment::random_crop_flip(&ctx.normalizer.apply(images));
+    let logits = ctx.model.forward_t(&x, true);
+    let loss = logits.cross_entropy_for_logits(labels);
+    opt.zero_grad();
+    loss.backward();
+    opt.step(lr);
+    (loss, logits)
+}
+
+/// One pass over `train` in a fresh random order. Returns mean loss, error in percent and
+/// the number of images seen. Loss and error accumulate on the device; the host reads
+/// them only to update the progress bar and check that the loss is finite.
+fn train_epoch(
+    ctx: &StepContext,
+    opt: &mut Sgd,
+    train: &Split,
+    iteration: &mut i64,
+    bar: &indicatif::ProgressBar,
+) -> Result<(f64, f64, i64)> {
+    let dev = train.images.device();
+    let n = train.len();
+    let perm = Tensor::randperm(n, (Kind::Int64, dev));
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
+    let mut wrong = Tensor::zeros([], (Kind::Int64, dev));
+    let mut seen = 0i64;
+    let sync_every = if dev == Device::Cpu { 1 } else { 50 };
+    let started = Instant::now();
+    for start in (0..n).step_by(ctx.batch_size as usize) {
+        if *iteration >= ctx.schedule.total_iterations {
+            break;
+        }
+        let b = ctx.batch_size.min(n - start);
+        let (images, labels) = train.select(&perm.narrow(0, start, b));
+        let lr = ctx.schedule.lr_at(*iteration);
+        let (loss, logits) = train_step(ctx, opt, &images, &labels, lr);
+        let loss = loss.detach();
+        loss_sum += loss.to_kind(Kind::Double) * b as f64;
+        wrong += logits.argmax(-1, false).ne_tensor(&labels).sum(Kind::Int64);
+        seen += b;
+        *iteration += 1;
+        if *iteration % sync_every == 0 || start + b >= n {
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                return Err(Error::Config(format!(
+                    "the loss became {l} at iteration {} (lr {lr}): training diverged; lower --lr or add --warmup-iters",
+                    *iteration
+                )));
+            }
+            bar.set_position(seen as u64);
+            let err = 100.0 * wrong.int64_value(&[]) as f64 / seen as f64;
+            let ips = seen as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
+        }
+    }
+    let seen_f = seen.max(1) as f64;
+    Ok((loss_sum.double_value(&[]) / seen_f, 100.0 * wrong.int64_value(&[]) as f64 / seen_f, seen))
+}
