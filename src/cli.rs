@@ -53,7 +53,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn config(&self) -> ResNetConfig {
-        ResNetConfig { depth: self.depth, arch: self.arch, shortcut: self.shortcut, ..Default::default() }
+        ResNetConfig {
+            depth: self.depth,
+            arch: self.arch,
+            shortcut: self.shortcut,
+            ..Default::default()
+        }
     }
 }
 
@@ -65,7 +70,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub epochs: i64,
     /// Images per SGD step.
-    #[arg(long, alias = "batch_size", default_value_t = 128, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        alias = "batch_size",
+        default_value_t = 128,
+        allow_negative_numbers = true
+    )]
     pub batch_size: i64,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]

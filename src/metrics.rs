@@ -70,7 +70,10 @@ impl MetricsWriter {
         if with_val {
             header.extend(VAL_COLUMNS);
         }
-        let mut w = MetricsWriter { writer, path: path.to_path_buf() };
+        let mut w = MetricsWriter {
+            writer,
+            path: path.to_path_buf(),
+        };
         w.writer.write_record(&header).map_err(|e| w.err(e))?;
         w.writer.flush().map_err(|e| Error::io(&w.path, e))?;
         Ok(w)
@@ -82,7 +85,9 @@ impl MetricsWriter {
 
     /// Appends one row and flushes it to disk.
     pub fn write(&mut self, m: &EpochMetrics) -> Result<()> {
-        self.writer.write_record(m.record()).map_err(|e| self.err(e))?;
+        self.writer
+            .write_record(m.record())
+            .map_err(|e| self.err(e))?;
         self.writer.flush().map_err(|e| Error::io(&self.path, e))
     }
 }

@@ -60,7 +60,9 @@ impl FromStr for Arch {
         match s.to_ascii_lowercase().as_str() {
             "resnet" => Ok(Arch::Resnet),
             "plain" => Ok(Arch::Plain),
-            _ => Err(Error::Config(format!("unknown architecture `{s}`: use resnet or plain"))),
+            _ => Err(Error::Config(format!(
+                "unknown architecture `{s}`: use resnet or plain"
+            ))),
         }
     }
 }
@@ -71,7 +73,9 @@ impl FromStr for Shortcut {
         match s.to_ascii_uppercase().as_str() {
             "A" => Ok(Shortcut::A),
             "B" => Ok(Shortcut::B),
-            _ => Err(Error::Config(format!("unknown shortcut option `{s}`: use A or B"))),
+            _ => Err(Error::Config(format!(
+                "unknown shortcut option `{s}`: use A or B"
+            ))),
         }
     }
 }
@@ -87,7 +91,12 @@ pub struct ResNetConfig {
 
 impl Default for ResNetConfig {
     fn default() -> Self {
-        ResNetConfig { depth: 20, arch: Arch::Resnet, shortcut: Shortcut::A, num_classes: 10 }
+        ResNetConfig {
+            depth: 20,
+            arch: Arch::Resnet,
+            shortcut: Shortcut::A,
+            num_classes: 10,
+        }
     }
 }
 
@@ -118,8 +127,13 @@ const HE_NORMAL: nn::Init = nn::Init::Kaiming {
 };
 
 fn conv3x3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
-    let cfg =
-        nn::ConvConfig { stride, padding: 1, bias: false, ws_init: HE_NORMAL, ..Default::default() };
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: 1,
+        bias: false,
+        ws_init: HE_NORMAL,
+        ..Default::default()
+    };
     nn::conv2d(p, c_in, c_out, 3, cfg)
 }
 
@@ -134,6 +148,8 @@ fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
 }
 
 /// The path by which a block's input reaches its output.
+// A network holds at most two projections: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ShortcutPath {
     /// Plain network: no shortcut at all.
@@ -178,7 +194,9 @@ impl BasicBlock {
         let shortcut = match (cfg.arch, cfg.shortcut, reshapes) {
             (Arch::Plain, _, _) => ShortcutPath::None,
             (Arch::Resnet, _, false) => ShortcutPath::Identity,
-            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad { pad: (c_out - c_in) / 2 },
+            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad {
+                pad: (c_out - c_in) / 2,
+            },
             (Arch::Resnet, Shortcut::B, true) => {
                 let s = &p / "shortcut";
                 let conv_cfg = nn::ConvConfig {
@@ -253,13 +271,21 @@ impl ResNet {
                 })
                 .collect()
         });
-        let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
+        let linear_cfg = nn::LinearConfig {
+            ws_init: HE_NORMAL,
+            ..Default::default()
+        };
         Ok(ResNet {
             config,
             conv1: conv3x3(p / "conv1", 3, STAGE_WIDTHS[0], 1),
             bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0]),
             stages,
-            linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
+            linear: nn::linear(
+                p / "linear",
+                STAGE_WIDTHS[2],
+                config.num_classes,
+                linear_cfg,
+            ),
         })
     }
 
@@ -270,26 +296,34 @@ impl ResNet {
 
     /// The classifier head: global average pooling, then the fully connected layer.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        x.mean_dim([2i64, 3].as_slice(), false, x.kind()).apply(&self.linear)
+        x.mean_dim([2i64, 3].as_slice(), false, x.kind())
+            .apply(&self.linear)
     }
 
     /// All blocks in order, with their names (`layer2.0`, …).
     pub fn blocks(&self) -> impl Iterator<Item = (String, &BasicBlock)> {
-        self.stages
-            .iter()
-            .enumerate()
-            .flat_map(|(s, blocks)| blocks.iter().enumerate().map(move |(i, b)| (format!("layer{}.{i}", s + 1), b)))
+        self.stages.iter().enumerate().flat_map(|(s, blocks)| {
+            blocks
+                .iter()
+                .enumerate()
+                .map(move |(i, b)| (format!("layer{}.{i}", s + 1), b))
+        })
     }
 }
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
+        let x = self
+            .blocks()
+            .fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
         self.head(&x)
     }
 }
 
 /// Number of trainable parameters (BN running statistics excluded), as the paper counts.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }

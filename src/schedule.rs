@@ -44,7 +44,12 @@ impl LrSchedule {
     /// Drops at 50 % and 75 % of `total_iterations`.
     pub fn scaled(base_lr: f64, total_iterations: i64, warmup_iterations: i64) -> Self {
         let milestones = [total_iterations / 2, total_iterations * 3 / 4];
-        LrSchedule { base_lr, total_iterations, milestones, warmup_iterations }
+        LrSchedule {
+            base_lr,
+            total_iterations,
+            milestones,
+            warmup_iterations,
+        }
     }
 
     /// The paper's 64k iterations with drops at 32k and 48k.

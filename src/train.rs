@@ -81,19 +81,31 @@ impl TrainConfig {
         self.model.blocks_per_stage()?;
         let bad = |m: String| Err(Error::Config(m));
         if self.batch_size < 1 {
-            return bad(format!("--batch-size {} must be at least 1", self.batch_size));
+            return bad(format!(
+                "--batch-size {} must be at least 1",
+                self.batch_size
+            ));
         }
         if self.epochs < 1 {
             return bad(format!("--epochs {} must be at least 1", self.epochs));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("--lr {} must be a positive number (the paper uses 0.1)", self.lr));
+            return bad(format!(
+                "--lr {} must be a positive number (the paper uses 0.1)",
+                self.lr
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!("--momentum {} must be in [0, 1) (the paper uses 0.9)", self.momentum));
+            return bad(format!(
+                "--momentum {} must be in [0, 1) (the paper uses 0.9)",
+                self.momentum
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("--weight-decay {} must be ≥ 0 (the paper uses 1e-4)", self.weight_decay));
+            return bad(format!(
+                "--weight-decay {} must be ≥ 0 (the paper uses 1e-4)",
+                self.weight_decay
+            ));
         }
         if matches!(self.limit_train, Some(0)) || matches!(self.limit_test, Some(0)) {
             return bad("--limit-train and --limit-test must be at least 1".into());
@@ -107,13 +119,18 @@ impl TrainConfig {
     }
 
     pub fn warmup_iterations(&self) -> i64 {
-        self.warmup_iters.unwrap_or_else(|| default_warmup(self.model.depth))
+        self.warmup_iters
+            .unwrap_or_else(|| default_warmup(self.model.depth))
     }
 
     /// The schedule for a run of `iters_per_epoch` iterations per epoch.
     pub fn lr_schedule(&self, iters_per_epoch: i64) -> LrSchedule {
         match self.schedule {
-            ScheduleKind::Scaled => LrSchedule::scaled(self.lr, self.epochs * iters_per_epoch, self.warmup_iterations()),
+            ScheduleKind::Scaled => LrSchedule::scaled(
+                self.lr,
+                self.epochs * iters_per_epoch,
+                self.warmup_iterations(),
+            ),
             ScheduleKind::Paper => LrSchedule::paper(self.lr, self.warmup_iterations()),
         }
     }
@@ -164,7 +181,10 @@ impl RunSummary {
         self.epochs.last().expect("a run has at least one epoch")
     }
     pub fn best_test_err(&self) -> f64 {
-        self.epochs.iter().map(|m| m.test_err).fold(f64::INFINITY, f64::min)
+        self.epochs
+            .iter()
+            .map(|m| m.test_err)
+            .fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -243,8 +263,14 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
     for epoch in 1..=epochs {
         let t = Instant::now();
         let bar = progress::epoch_bar(n as u64, epoch, epochs, cfg.quiet);
-        let ctx = StepContext { model: &model, normalizer: &normalizer, schedule: &schedule, batch_size: cfg.batch_size };
-        let (train_loss, train_err, seen) = train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
+        let ctx = StepContext {
+            model: &model,
+            normalizer: &normalizer,
+            schedule: &schedule,
+            batch_size: cfg.batch_size,
+        };
+        let (train_loss, train_err, seen) =
+            train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
         let train_seconds = t.elapsed().as_secs_f64();
         let test_eval = evaluate(&model, &test, &normalizer);
         let val_eval = val.as_ref().map(|v| evaluate(&model, v, &normalizer));
@@ -262,9 +288,19 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
             val: val_eval.as_ref().map(|e| (e.loss, e.error)),
         };
         csv.write(&row)?;
-        let meta = HashMap::from([("epoch".to_string(), epoch.to_string()), ("iteration".to_string(), iteration.to_string())]);
+        let meta = HashMap::from([
+            ("epoch".to_string(), epoch.to_string()),
+            ("iteration".to_string(), iteration.to_string()),
+        ]);
         let last = cfg.out_dir.join("last.safetensors");
-        checkpoint::save(&last, &vs, &cfg.model, &normalizer, Vec::new(), meta.clone())?;
+        checkpoint::save(
+            &last,
+            &vs,
+            &cfg.model,
+            &normalizer,
+            Vec::new(),
+            meta.clone(),
+        )?;
         // Best by validation error; without a validation split, best is the last epoch.
         let improved = match &val_eval {
             Some(e) => e.error < best_val,
@@ -272,7 +308,14 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
         };
         if improved {
             best_val = val_eval.as_ref().map_or(best_val, |e| e.error);
-            checkpoint::save(&cfg.out_dir.join("best.safetensors"), &vs, &cfg.model, &normalizer, Vec::new(), meta)?;
+            checkpoint::save(
+                &cfg.out_dir.join("best.safetensors"),
+                &vs,
+                &cfg.model,
+                &normalizer,
+                Vec::new(),
+                meta,
+            )?;
         }
         if !cfg.quiet {
             println!("{}", progress::epoch_line(&row, epochs));
@@ -300,7 +343,13 @@ pub struct StepContext<'a> {
 }
 
 /// Runs one SGD step on a `u8` batch; returns the (undetached) loss and the logits.
-pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Tensor, lr: f64) -> (Tensor, Tensor) {
+pub fn train_step(
+    ctx: &StepContext,
+    opt: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    lr: f64,
+) -> (Tensor, Tensor) {
     let x = augment::random_crop_flip(&ctx.normalizer.apply(images));
     let logits = ctx.model.forward_t(&x, true);
     let loss = logits.cross_entropy_for_logits(labels);
@@ -352,9 +401,15 @@ fn train_epoch(
             bar.set_position(seen as u64);
             let err = 100.0 * wrong.int64_value(&[]) as f64 / seen as f64;
             let ips = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
+            bar.set_message(format!(
+                "loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"
+            ));
         }
     }
     let seen_f = seen.max(1) as f64;
-    Ok((loss_sum.double_value(&[]) / seen_f, 100.0 * wrong.int64_value(&[]) as f64 / seen_f, seen))
+    Ok((
+        loss_sum.double_value(&[]) / seen_f,
+        100.0 * wrong.int64_value(&[]) as f64 / seen_f,
+        seen,
+    ))
 }

@@ -1,0 +1,111 @@
+//! The binary end to end: a tiny training run through the CLI, and bad input answered
+//! with one line on stderr, a non-zero exit and no panic.
+
+use std::path::Path;
+use std::process::Command;
+
+use resnet_cifar::data;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_resnet-cifar"))
+}
+
+/// A data directory in the official layout, filled with synthetic images.
+fn synthetic_data_dir(dir: &Path) {
+    let synth = data::synthetic(10_000, 0, 5);
+    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
+    }
+}
+
+#[test]
+fn seed_flags_train_without_a_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic_data_dir(tmp.path());
+    let out = tmp.path().join("run");
+    let o = bin()
+        .args([
+            "--epochs",
+            "1",
+            "--batch_size",
+            "64",
+            "--depth",
+            "8",
+            "--limit-train",
+            "256",
+            "--limit-test",
+            "128",
+        ])
+        .args(["--device", "cpu", "--threads", "2", "--data-dir"])
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("epoch 1/1"),
+        "one plain line per epoch without a terminal: {stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2);
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"batch_size\": 64"));
+}
+
+#[test]
+fn summary_prints_the_layer_table() {
+    let o = bin()
+        .args(["summary", "--depth", "56", "--arch", "plain"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("layer3.8") && s.contains("64×8×8") && s.contains("total parameters: 853018"),
+        "{s}"
+    );
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{args:?}: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{args:?}: {stderr}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_and_a_non_zero_exit() {
+    assert_one_line_error(&["summary", "--depth", "21"], "6n+2");
+    assert_one_line_error(&["train", "--depth", "21"], "6n+2");
+    assert_one_line_error(&["train", "--batch-size", "0"], "--batch-size");
+    assert_one_line_error(&["train", "--lr", "-0.1"], "--lr");
+    assert_one_line_error(&["train", "--device", "tpu"], "unknown device");
+    assert_one_line_error(
+        &[
+            "train",
+            "--data-dir",
+            "/nonexistent/cifar",
+            "--device",
+            "cpu",
+        ],
+        "download_cifar.sh",
+    );
+    if !tch::Cuda::is_available() {
+        assert_one_line_error(&["train", "--device", "cuda"], "CUDA is not available");
+    }
+}

@@ -1,0 +1,179 @@
+//! The training loop on a small synthetic data set: the loss falls, the run directory is
+//! complete, checkpoints reload exactly and refuse the wrong architecture.
+
+use std::path::Path;
+
+use resnet_cifar::checkpoint;
+use resnet_cifar::data::{self, Cifar10};
+use resnet_cifar::evaluate::evaluate;
+use resnet_cifar::model::{ResNet, ResNetConfig};
+use resnet_cifar::train::{run_with_data, TrainConfig};
+use tch::nn::VarStore;
+use tch::Device;
+
+fn tiny_config(out: &Path, epochs: i64) -> TrainConfig {
+    TrainConfig {
+        model: ResNetConfig {
+            depth: 8,
+            ..Default::default()
+        },
+        epochs,
+        batch_size: 64,
+        out_dir: out.to_path_buf(),
+        threads: Some(2),
+        quiet: true,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+fn synthetic() -> Cifar10 {
+    data::synthetic(768, 256, 11)
+}
+
+#[test]
+fn a_short_run_lowers_the_loss_and_writes_one_row_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let summary = run_with_data(&tiny_config(&out, 4), &synthetic()).unwrap();
+    assert_eq!(summary.epochs.len(), 4);
+    let first = &summary.epochs[0];
+    let last = summary.last();
+    assert!(
+        last.train_loss < 0.7 * first.train_loss,
+        "loss {} → {}",
+        first.train_loss,
+        last.train_loss
+    );
+    assert!(last.test_err < 50.0, "test error {}", last.test_err);
+    assert_eq!(last.iteration, 4 * 12);
+
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec"
+    );
+    assert_eq!(lines.len(), 5);
+    assert!(lines[4].starts_with("4,48,"));
+    // The rate used in each epoch: divided by 10 at 50 % (iteration 24) and 75 % (36).
+    let lrs: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(lrs, ["0.1", "0.1", "0.01", "0.001"]);
+    for f in ["config.json", "last.safetensors", "best.safetensors"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["depth"], 8);
+    assert_eq!(config["lr_milestones"], serde_json::json!([24, 36]));
+}
+
+#[test]
+fn checkpoints_reload_exactly_and_refuse_another_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = tiny_config(&out, 1);
+    let data = synthetic();
+    let summary = run_with_data(&cfg, &data).unwrap();
+
+    let ckpt = checkpoint::read(&out.join("last.safetensors")).unwrap();
+    assert_eq!(ckpt.metadata["arch"], "resnet");
+    assert_eq!(ckpt.metadata["depth"], "8");
+    assert_eq!(ckpt.metadata["normalization"], "pixel-mean");
+    assert_eq!(ckpt.tensors[checkpoint::NORM_MEAN].size(), [3, 32, 32]);
+    let model_cfg = ckpt.model_config().unwrap();
+    assert_eq!(model_cfg, cfg.model);
+
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = ResNet::new(&vs.root(), model_cfg).unwrap();
+    ckpt.load_into(&mut vs).unwrap();
+    let normalizer = ckpt.normalizer().unwrap();
+    let eval = evaluate(&model, &data.test, &normalizer);
+    assert!((eval.error - summary.last().test_err).abs() < 1e-9);
+    assert!((eval.loss - summary.last().test_loss).abs() < 1e-5);
+
+    let mut vs20 = VarStore::new(Device::Cpu);
+    let _ = ResNet::new(&vs20.root(), ResNetConfig::default()).unwrap();
+    let err = ckpt.load_into(&mut vs20).unwrap_err().to_string();
+    assert!(
+        err.contains("last.safetensors") && err.contains("missing") && err.contains("layer1.1."),
+        "{err}"
+    );
+}
+
+#[test]
+fn validation_split_adds_columns_and_selects_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = TrainConfig {
+        val_split: 128,
+        ..tiny_config(&out, 2)
+    };
+    run_with_data(&cfg, &synthetic()).unwrap();
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",val_loss,val_err"));
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 11);
+}
+
+#[test]
+fn refuses_to_train_into_an_existing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = tiny_config(&out, 1);
+    run_with_data(&cfg, &synthetic()).unwrap();
+    let before = std::fs::read(out.join("metrics.csv")).unwrap();
+    let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("metrics.csv")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
+}
+
+#[test]
+fn invalid_settings_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_config(&dir.path().join("run"), 1);
+    let cases = [
+        (
+            TrainConfig {
+                batch_size: 0,
+                ..base.clone()
+            },
+            "--batch-size",
+        ),
+        (
+            TrainConfig {
+                lr: -0.1,
+                ..base.clone()
+            },
+            "--lr",
+        ),
+        (
+            TrainConfig {
+                epochs: 0,
+                ..base.clone()
+            },
+            "--epochs",
+        ),
+        (
+            TrainConfig {
+                model: ResNetConfig {
+                    depth: 21,
+                    ..Default::default()
+                },
+                ..base.clone()
+            },
+            "6n+2",
+        ),
+    ];
+    for (cfg, needle) in cases {
+        let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    assert!(!dir.path().join("run").exists());
+}
