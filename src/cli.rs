@@ -9,8 +9,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data::default_data_dir;
 use crate::device::parse_device;
+use crate::evaluate::evaluate;
+use crate::inference::{
+    load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides,
+};
 use crate::model::{Arch, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
+use crate::normalize::Normalizer;
+use crate::report::{self, ReportContext};
 use crate::schedule::ScheduleKind;
 use crate::train::{self, TrainConfig};
 
@@ -35,6 +41,98 @@ pub enum Command {
     Train(TrainArgs),
     /// Print the layer table, output shapes and parameter count of a network.
     Summary(ModelArgs),
+    /// Evaluate a checkpoint on the test set: error, per-class accuracy, confusion matrix.
+    Eval(EvalArgs),
+    /// Classify PNG/JPEG images with a checkpoint.
+    Predict(PredictArgs),
+    /// Learning curves like Fig. 6 of the paper from runs' metrics.csv (PNG or SVG).
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Run directories holding metrics.csv.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output file, .png or .svg.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// x axis: iterations or epochs.
+    #[arg(long, value_enum, default_value_t = crate::plot::XAxis::Iterations)]
+    pub x: crate::plot::XAxis,
+    /// error (%) or loss.
+    #[arg(long, value_enum, default_value_t = crate::plot::Metric::Error)]
+    pub metric: crate::plot::Metric,
+    /// Top of the y axis [default: 20 for error, like the paper; the largest loss for loss].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ymax: Option<f64>,
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// A checkpoint and how to read it.
+#[derive(Debug, Clone, Args)]
+pub struct WeightsArgs {
+    /// A safetensors checkpoint (ours, or PyTorch's with the same tensor names).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Input normalisation [default: the checkpoint's].
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalization>,
+    /// Override the architecture from the checkpoint's metadata.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Override the depth (else from the metadata, or inferred from the tensor names).
+    #[arg(long, allow_negative_numbers = true)]
+    pub depth: Option<i64>,
+    /// Override the shortcut option.
+    #[arg(long, value_enum)]
+    pub shortcut: Option<Shortcut>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Directory with the CIFAR-10 binary batches.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+}
+
+impl WeightsArgs {
+    fn load(&self) -> Result<(LoadedModel, Normalizer)> {
+        let device = parse_device(&self.device)?;
+        let overrides = ModelOverrides {
+            arch: self.arch,
+            depth: self.depth,
+            shortcut: self.shortcut,
+        };
+        let loaded = load_model(&self.weights, &overrides, device)?;
+        let normalizer =
+            normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
+        Ok((loaded, normalizer))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    pub top: i64,
+    /// PNG or JPEG files, any size (resized to 32×32).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
 }
 
 /// Which network.
@@ -163,7 +261,87 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", crate::summary::summary(args.config())?);
             Ok(())
         }
+        Some(Command::Eval(args)) => eval_command(&args),
+        Some(Command::Predict(args)) => predict_command(&args),
+        Some(Command::Plot(args)) => {
+            let series = args
+                .runs
+                .iter()
+                .map(|d| crate::plot::read_run(d))
+                .collect::<Result<Vec<_>>>()?;
+            let opts = crate::plot::PlotOptions {
+                x: args.x,
+                metric: args.metric,
+                ymax: args.ymax,
+                title: args.title.clone(),
+                ..Default::default()
+            };
+            crate::plot::plot(&series, &args.output, &opts)?;
+            println!("wrote {}", args.output.display());
+            Ok(())
+        }
     }
+}
+
+fn eval_command(args: &EvalArgs) -> Result<()> {
+    let w = &args.weights;
+    let (loaded, normalizer) = w.load()?;
+    let dir = &w.data_dir;
+    crate::data::check_data_dir(dir)?;
+    let test = crate::data::load_split(dir, &[crate::data::TEST_FILE])?
+        .take(args.limit_test)
+        .to_device(loaded.vs.device());
+    let eval = evaluate(&loaded.model, &test, &normalizer);
+    let classes = crate::data::load_classes(dir);
+    let ctx = ReportContext {
+        checkpoint: &w.weights.display().to_string(),
+        data_dir: &dir.display().to_string(),
+        model: loaded.model.config,
+        normalization: normalizer.kind,
+        classes: &classes,
+    };
+    if args.json {
+        println!("{}", report::json(&ctx, &eval));
+    } else {
+        print!("{}", report::text(&ctx, &eval));
+    }
+    Ok(())
+}
+
+fn predict_command(args: &PredictArgs) -> Result<()> {
+    anyhow::ensure!(args.top >= 1, "--top {} must be at least 1", args.top);
+    let (loaded, normalizer) = args.weights.load()?;
+    let classes = crate::data::load_classes(&args.weights.data_dir);
+    let mut failed = 0;
+    for path in &args.images {
+        let result = read_image(path).and_then(|img| {
+            predict(
+                &loaded.model,
+                &normalizer,
+                &img.to_device(loaded.vs.device()),
+                args.top,
+            )
+        });
+        match result {
+            Ok(preds) => {
+                let top: Vec<String> = preds[0]
+                    .iter()
+                    .map(|(c, p)| format!("{} {:.1}%", classes[*c as usize], 100.0 * p))
+                    .collect();
+                println!("{}: {}", path.display(), top.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} images could not be read",
+        args.images.len()
+    );
+    Ok(())
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {

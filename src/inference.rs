@@ -1,0 +1,120 @@
+//! Using a trained network: load a checkpoint (ours or the PyTorch reference's) into the
+//! right architecture, find its input normalisation, and classify images of any size.
+
+use std::path::Path;
+
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::Cifar10;
+use crate::error::{Error, Result};
+use crate::model::{Arch, ResNet, ResNetConfig, Shortcut};
+use crate::normalize::{Normalization, Normalizer};
+
+/// Flags that override (or, for a checkpoint without metadata, supply) the architecture.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelOverrides {
+    pub arch: Option<Arch>,
+    pub depth: Option<i64>,
+    pub shortcut: Option<Shortcut>,
+}
+
+/// A network with its weights, and the checkpoint they came from.
+pub struct LoadedModel {
+    pub vs: VarStore,
+    pub model: ResNet,
+    pub checkpoint: Checkpoint,
+}
+
+/// Reads `path` and loads it into the architecture its metadata (or tensor names) and
+/// `overrides` describe, on `device`.
+pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device) -> Result<LoadedModel> {
+    let checkpoint = checkpoint::read(path)?;
+    let inferred = checkpoint.model_config()?;
+    let config = ResNetConfig {
+        arch: overrides.arch.unwrap_or(inferred.arch),
+        depth: overrides.depth.unwrap_or(inferred.depth),
+        shortcut: overrides.shortcut.unwrap_or(inferred.shortcut),
+        ..inferred
+    };
+    let mut vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), config)?;
+    checkpoint.load_into(&mut vs)?;
+    Ok(LoadedModel {
+        vs,
+        model,
+        checkpoint,
+    })
+}
+
+/// The normalisation to feed the network: the checkpoint's own unless `flag` asks for
+/// another; `pixel-mean` and `channel` statistics not in the checkpoint are computed from
+/// the training set in `data_dir`.
+pub fn normalizer_for(
+    ckpt: &Checkpoint,
+    flag: Option<Normalization>,
+    data_dir: &Path,
+) -> Result<Normalizer> {
+    let stored = ckpt.normalizer();
+    match (flag, stored) {
+        (None, Some(n)) => Ok(n),
+        (Some(f), Some(n)) if f == n.kind => Ok(n),
+        (Some(Normalization::Imagenet), _) => Ok(Normalizer::imagenet()),
+        (Some(kind), _) => {
+            let data = Cifar10::load(data_dir)?;
+            Ok(Normalizer::fit(kind, &data.train.images))
+        }
+        (None, None) => Err(Error::checkpoint(
+            &ckpt.path,
+            "carries no normalization statistics: pass --normalize (the PyTorch reference checkpoints use imagenet)",
+        )),
+    }
+}
+
+/// One image's top classes, most probable first: (class index, probability).
+pub type Prediction = Vec<(i64, f64)>;
+
+/// Reads a PNG or JPEG of any size, resized to 32×32 RGB, as a `u8` tensor 1×3×32×32.
+pub fn read_image(path: &Path) -> Result<Tensor> {
+    let img = image::open(path).map_err(|e| {
+        Error::data(
+            path,
+            format!("cannot read the image ({e}): use a PNG or JPEG file"),
+        )
+    })?;
+    let rgb = image::imageops::resize(
+        &img.to_rgb8(),
+        32,
+        32,
+        image::imageops::FilterType::Triangle,
+    );
+    // HWC bytes → CHW.
+    Ok(Tensor::from_slice(rgb.as_raw())
+        .view([32, 32, 3])
+        .permute([2, 0, 1])
+        .contiguous()
+        .unsqueeze(0))
+}
+
+/// Classifies `u8` images (N×3×32×32) and returns the `k` most probable classes of each.
+pub fn predict(
+    model: &ResNet,
+    normalizer: &Normalizer,
+    images: &Tensor,
+    k: i64,
+) -> Result<Vec<Prediction>> {
+    let probs = tch::no_grad(|| {
+        model
+            .forward_t(&normalizer.apply(images), false)
+            .softmax(-1, Kind::Float)
+    });
+    let (p, idx) = probs.topk(k.min(probs.size()[1]), -1, true, true);
+    let p = Vec::<Vec<f64>>::try_from(p.to_kind(Kind::Double))?;
+    let idx = Vec::<Vec<i64>>::try_from(idx)?;
+    Ok(idx
+        .into_iter()
+        .zip(p)
+        .map(|(i, p)| i.into_iter().zip(p).collect())
+        .collect())
+}
