@@ -18,4 +18,4 @@ train:
 test:
 	source scripts/env.sh && resnet_cifar_setup && \
 	if [ -z "$${CIFAR10_DIR:-}" ] && [ -d data/cifar-10-batches-bin ]; then export CIFAR10_DIR=$$PWD/data/cifar-10-batches-bin; fi && \
-	cargo test --release --lib --bins --tests
+	cargo build --release --examples && cargo test --release --lib --bins --tests

@@ -1,0 +1,198 @@
+//! Our ResNet *is* the paper's ResNet, number for number: the PyTorch model written in
+//! `tests/conformance/gen_fixtures.py` (from the paper) gives random weights, non-trivial
+//! BN statistics, an input batch, eval-mode logits and train-mode gradients of every
+//! parameter; we load the same weights and must match them (fp32, CPU). And a checkpoint
+//! written by `train` loads into that PyTorch model and gives our logits.
+//!
+//! The fixtures are generated during the test run with the Python torch that the set-up
+//! installs (`RESNET_CIFAR_PYTHON`); where it is absent the tests are skipped with a
+//! reason, except under CI, where that is a failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use resnet_cifar::checkpoint::{self, Checkpoint};
+use resnet_cifar::data;
+use resnet_cifar::model::ResNet;
+use resnet_cifar::train::{run_with_data, TrainConfig};
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+const LOGIT_TOL: f64 = 1e-4;
+const GRAD_REL_TOL: f64 = 1e-4;
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/conformance")
+        .join(name)
+}
+
+/// The Python with torch, or `None` (skip) outside CI.
+fn python() -> Option<String> {
+    let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import torch, safetensors"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Some(py)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "{py} has no torch/safetensors: the set-up (scripts/env.sh) must provide them in CI"
+        );
+    } else {
+        eprintln!("skipped: no Python with torch ({py}); run through `make test` to get one");
+        None
+    }
+}
+
+/// Generates the fixtures once per test binary.
+fn fixtures() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let py = python()?;
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new(py)
+            .arg(script("gen_fixtures.py"))
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "gen_fixtures.py failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Some(dir)
+    })
+    .as_ref()
+    .map(|d| d.path())
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs().max().double_value(&[])
+}
+
+/// Splits a fixture file into the model checkpoint and the `fixture.*` tensors.
+fn split_fixture(path: &Path) -> (Checkpoint, BTreeMap<String, Tensor>) {
+    let mut ckpt = checkpoint::read(path).unwrap();
+    let (fixture, model) = std::mem::take(&mut ckpt.tensors)
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("fixture."));
+    ckpt.tensors = model;
+    (ckpt, fixture)
+}
+
+#[test]
+fn logits_and_gradients_match_pytorch() {
+    let Some(dir) = fixtures() else { return };
+    tch::set_num_threads(2);
+    let mut cases = 0;
+    for arch in ["resnet", "plain"] {
+        for shortcut in ["A", "B"] {
+            for depth in [20, 56] {
+                let name = format!("{arch}-{shortcut}-{depth}");
+                let (ckpt, fx) = split_fixture(&dir.join(format!("{name}.safetensors")));
+                let cfg = ckpt.model_config().unwrap();
+                assert_eq!((cfg.arch.to_string(), cfg.depth), (arch.to_string(), depth));
+                let mut vs = VarStore::new(Device::Cpu);
+                let model = ResNet::new(&vs.root(), cfg).unwrap();
+                ckpt.load_into(&mut vs).unwrap();
+                let x = &fx["fixture.input"];
+                let y = &fx["fixture.labels"];
+
+                let logits = tch::no_grad(|| model.forward_t(x, false));
+                let d = max_abs(&(&logits - &fx["fixture.logits_eval"]));
+                assert!(d <= LOGIT_TOL, "{name}: max |Δlogit| = {d:e} (eval)");
+
+                let logits = model.forward_t(x, true);
+                let d = max_abs(&(&logits - &fx["fixture.logits_train"]));
+                assert!(d <= LOGIT_TOL, "{name}: max |Δlogit| = {d:e} (train)");
+                let loss = logits.cross_entropy_for_logits(y);
+                let dl =
+                    (loss.double_value(&[]) - fx["fixture.loss_train"].double_value(&[0])).abs();
+                assert!(dl <= 1e-5, "{name}: |Δloss| = {dl:e}");
+                loss.backward();
+                let mut grads = 0;
+                for (pname, p) in vs.variables() {
+                    if !p.requires_grad() {
+                        continue;
+                    }
+                    let want = &fx[&format!("fixture.grad.{pname}")];
+                    let rel = max_abs(&(p.grad() - want)) / max_abs(want).max(1e-12);
+                    assert!(
+                        rel <= GRAD_REL_TOL,
+                        "{name}: gradient of {pname} off by {rel:e} relative"
+                    );
+                    grads += 1;
+                }
+                assert_eq!(
+                    grads,
+                    fx.keys().filter(|k| k.starts_with("fixture.grad.")).count()
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 8);
+}
+
+#[test]
+fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    for (depth, shortcut) in [
+        (8, resnet_cifar::Shortcut::B),
+        (14, resnet_cifar::Shortcut::A),
+    ] {
+        let run_dir = out.join(format!("{depth}"));
+        let cfg = TrainConfig {
+            model: resnet_cifar::ResNetConfig {
+                depth,
+                shortcut,
+                ..Default::default()
+            },
+            epochs: 1,
+            batch_size: 64,
+            out_dir: run_dir.clone(),
+            quiet: true,
+            threads: Some(2),
+            ..Default::default()
+        };
+        let synth = data::synthetic(256, 64, 3);
+        run_with_data(&cfg, &synth).unwrap();
+        let ckpt_path = run_dir.join("last.safetensors");
+
+        let mut vs = VarStore::new(Device::Cpu);
+        let ckpt = checkpoint::read(&ckpt_path).unwrap();
+        let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
+        ckpt.load_into(&mut vs).unwrap();
+        let x = ckpt.normalizer().unwrap().apply(&synth.test.images);
+        let ours = tch::no_grad(|| model.forward_t(&x, false));
+
+        let input = tmp.path().join("input.safetensors");
+        checkpoint::write(&input, &[("input".to_string(), x)], Default::default()).unwrap();
+        let logits_path = tmp.path().join("logits.safetensors");
+        let o = Command::new(&py)
+            .arg(script("pytorch_logits.py"))
+            .args([&ckpt_path, &input, &logits_path])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs = checkpoint::read(&logits_path).unwrap();
+        assert_eq!(
+            theirs.metadata["missing"], "",
+            "PyTorch found weights missing"
+        );
+        let unexpected = &theirs.metadata["unexpected"];
+        assert_eq!(
+            unexpected, "normalization.mean,normalization.std",
+            "only the statistics are extra"
+        );
+        let d = max_abs(&(&ours - &theirs.tensors["logits"].to_kind(Kind::Float)));
+        assert!(d <= LOGIT_TOL, "depth {depth}: max |Δlogit| = {d:e}");
+    }
+}
