@@ -18,10 +18,7 @@ fn main() {
         libtorch_version = libtorch_version_in(Path::new(&dir)).unwrap_or(libtorch_version);
     }
     println!("cargo:rustc-env=LIBTORCH_VERSION={libtorch_version}");
-    println!(
-        "cargo:rustc-env=TCH_VERSION={}",
-        tch_version().unwrap_or_else(|| "unknown".into())
-    );
+    println!("cargo:rustc-env=TCH_VERSION={}", tch_version().unwrap_or_else(|| "unknown".into()));
 }
 
 /// A pip-installed torch has `version.py` beside `lib/`; a standalone libtorch has `build-version`.
@@ -40,11 +37,7 @@ fn tch_version() -> Option<String> {
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
         if l == "name = \"tch\"" {
-            return lines
-                .next()?
-                .strip_prefix("version = \"")?
-                .strip_suffix('"')
-                .map(String::from);
+            return lines.next()?.strip_prefix("version = \"")?.strip_suffix('"').map(String::from);
         }
     }
     None

@@ -155,11 +155,7 @@ fn saved_run(dir: &Path) -> Result<(i64, f64, String)> {
     let saved = read_json(&dir.join("config.json"))?;
     let path = dir.join("metrics.csv");
     let secs = csv::Reader::from_path(&path)
-        .and_then(|mut r| {
-            r.deserialize()
-                .map(|e| e.map(|e: Epoch| e.epoch_seconds))
-                .sum()
-        })
+        .and_then(|mut r| r.deserialize().map(|e| e.map(|e: Epoch| e.epoch_seconds)).sum())
         .with_context(|| format!("{}", path.display()))?;
     let device = saved["device"].as_str().unwrap_or("?").to_string();
     Ok((saved["parameters"].as_i64().unwrap_or(0), secs, device))
@@ -172,10 +168,7 @@ fn fmt_limit(l: Option<usize>) -> String {
 fn run(args: Args) -> Result<()> {
     let device = parse_device(&args.device)?;
     if let Some(y) = args.ymax {
-        ensure!(
-            y.is_finite() && y > 0.0,
-            "--ymax {y} must be a positive number"
-        );
+        ensure!(y.is_finite() && y > 0.0, "--ymax {y} must be a positive number");
     }
     let mut depths = args.depths.clone();
     depths.sort_unstable();
@@ -183,11 +176,7 @@ fn run(args: Args) -> Result<()> {
     let mut configs = Vec::new();
     for &depth in &depths {
         for arch in [Arch::Plain, Arch::Resnet] {
-            let model = ResNetConfig {
-                depth,
-                arch,
-                ..Default::default()
-            };
+            let model = ResNetConfig { depth, arch, ..Default::default() };
             let cfg = TrainConfig {
                 model,
                 epochs: args.epochs,
@@ -224,11 +213,7 @@ fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("cannot delete {}", cfg.out_dir.display()))?;
         }
         let (params, wall_seconds, dev) = if skip {
-            println!(
-                "skipping {name}: finished ({} epochs in {})",
-                args.epochs,
-                cfg.out_dir.display()
-            );
+            println!("skipping {name}: finished ({} epochs in {})", args.epochs, cfg.out_dir.display());
             saved_run(&cfg.out_dir)?
         } else {
             if data.is_none() {
@@ -236,17 +221,13 @@ fn run(args: Args) -> Result<()> {
                 println!("loaded CIFAR-10 from {}", args.data_dir.display());
                 data = Some(d);
             }
-            let s = run_with_data(cfg, data.as_ref().expect("loaded above"))
-                .with_context(|| format!("training {name}"))?;
+            let s =
+                run_with_data(cfg, data.as_ref().expect("loaded above")).with_context(|| format!("training {name}"))?;
             (s.parameters, s.wall_seconds, s.device)
         };
         let run = plot::read_run(&cfg.out_dir)?;
         let last = run.rows.last().expect("read_run returns at least one row");
-        let best = run
-            .rows
-            .iter()
-            .map(|r| r.test_err)
-            .fold(f64::INFINITY, f64::min);
+        let best = run.rows.iter().map(|r| r.test_err).fold(f64::INFINITY, f64::min);
         rows.push(Row {
             run: name,
             arch: cfg.model.arch.to_string(),
@@ -277,13 +258,7 @@ fn run(args: Args) -> Result<()> {
          |---|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for r in &rows {
-        let Row {
-            run,
-            depth,
-            params,
-            device,
-            ..
-        } = r;
+        let Row { run, depth, params, device, .. } = r;
         let (train, test, best) = (r.final_train_err, r.final_test_err, r.best_test_err);
         let min = r.wall_minutes;
         md.push_str(&format!(
@@ -307,15 +282,9 @@ fn run(args: Args) -> Result<()> {
     write("results.json", &serde_json::to_string_pretty(&summary)?)?;
 
     // Fig. 6 uses 0–20 %; short runs sit higher, so the axis grows to show their curves.
-    let max_test = series
-        .iter()
-        .flat_map(|s| &s.rows)
-        .map(|r| r.test_err)
-        .filter(|e| e.is_finite())
-        .fold(0.0, f64::max);
-    let ymax = args
-        .ymax
-        .unwrap_or_else(|| ((max_test / 10.0).ceil() * 10.0).clamp(20.0, 100.0));
+    let max_test =
+        series.iter().flat_map(|s| &s.rows).map(|r| r.test_err).filter(|e| e.is_finite()).fold(0.0, f64::max);
+    let ymax = args.ymax.unwrap_or_else(|| ((max_test / 10.0).ceil() * 10.0).clamp(20.0, 100.0));
     let figures: [(&str, &str, Option<Arch>); 3] = [
         ("plain.png", "CIFAR-10, plain networks", Some(Arch::Plain)),
         ("resnet.png", "CIFAR-10, ResNets", Some(Arch::Resnet)),
@@ -328,17 +297,10 @@ fn run(args: Args) -> Result<()> {
             .filter(|(_, c)| arch.is_none_or(|a| c.model.arch == a))
             .map(|(s, _)| s.clone())
             .collect();
-        let opts = PlotOptions {
-            ymax: Some(ymax),
-            title: Some(title.to_string()),
-            ..Default::default()
-        };
+        let opts = PlotOptions { ymax: Some(ymax), title: Some(title.to_string()), ..Default::default() };
         plot::plot(&picked, &args.out.join(file), &opts)?;
     }
     println!("\n{md}");
-    println!(
-        "wrote {}/{{results.md,results.json,plain.png,resnet.png,both.png}}",
-        args.out.display()
-    );
+    println!("wrote {}/{{results.md,results.json,plain.png,resnet.png,both.png}}", args.out.display());
     Ok(())
 }

@@ -55,20 +55,12 @@ fn to_kind(dtype: Dtype) -> Option<Kind> {
 }
 
 /// Serialises `tensors` with `metadata` and writes them to `path` atomically.
-pub fn write(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: HashMap<String, String>,
-) -> Result<()> {
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
     let mut raw = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.detach().to_device(Device::Cpu).contiguous();
-        let dtype = to_dtype(t.kind()).ok_or_else(|| {
-            Error::checkpoint(
-                path,
-                format!("tensor {name} has unsupported kind {:?}", t.kind()),
-            )
-        })?;
+        let dtype = to_dtype(t.kind())
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor {name} has unsupported kind {:?}", t.kind())))?;
         let nbytes = t.numel() * t.kind().elt_size_in_bytes();
         let mut bytes = vec![0u8; nbytes];
         t.copy_data_u8(&mut bytes, t.numel());
@@ -91,14 +83,8 @@ pub fn write(
 /// Writes `bytes` to `path` so that `path` holds either the old or the new content, whole:
 /// write a temporary file beside it, fsync, rename over, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -121,29 +107,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn read(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: safetensors::SafeTensorError| {
-        Error::checkpoint(
-            path,
-            format!("not a valid safetensors file ({e}): is it truncated or of another format?"),
-        )
+        Error::checkpoint(path, format!("not a valid safetensors file ({e}): is it truncated or of another format?"))
     };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
     let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         let kind = to_kind(view.dtype()).ok_or_else(|| {
-            Error::checkpoint(
-                path,
-                format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
-            )
+            Error::checkpoint(path, format!("tensor {name} has unsupported dtype {:?}", view.dtype()))
         })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, kind)?);
     }
-    Ok(Checkpoint {
-        path: path.to_path_buf(),
-        tensors,
-        metadata: meta.metadata().clone().unwrap_or_default(),
-    })
+    Ok(Checkpoint { path: path.to_path_buf(), tensors, metadata: meta.metadata().clone().unwrap_or_default() })
 }
 
 /// The name a checkpoint tensor has in our VarStore: without DataParallel's `module.`.
@@ -162,18 +138,14 @@ impl Checkpoint {
         let mut pending = Vec::new();
         for (name, t) in &self.tensors {
             let name = canonical(name);
-            if name.ends_with("num_batches_tracked")
-                || AUX_PREFIXES.iter().any(|p| name.starts_with(p))
-            {
+            if name.ends_with("num_batches_tracked") || AUX_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
             match vars.remove(name) {
                 None => unexpected.push(name.to_string()),
-                Some(v) if v.size() != t.size() => mismatched.push(format!(
-                    "{name} (file {:?}, model {:?})",
-                    t.size(),
-                    v.size()
-                )),
+                Some(v) if v.size() != t.size() => {
+                    mismatched.push(format!("{name} (file {:?}, model {:?})", t.size(), v.size()))
+                }
                 Some(v) => pending.push((v, t)),
             }
         }
@@ -183,29 +155,17 @@ impl Checkpoint {
             let mut parts = Vec::new();
             let list = |v: &[String]| {
                 let shown: Vec<&str> = v.iter().take(8).map(String::as_str).collect();
-                let more = if v.len() > 8 {
-                    format!(" and {} more", v.len() - 8)
-                } else {
-                    String::new()
-                };
+                let more = if v.len() > 8 { format!(" and {} more", v.len() - 8) } else { String::new() };
                 format!("{}{more}", shown.join(", "))
             };
             if !missing.is_empty() {
                 parts.push(format!("{} missing: {}", missing.len(), list(&missing)));
             }
             if !unexpected.is_empty() {
-                parts.push(format!(
-                    "{} unexpected: {}",
-                    unexpected.len(),
-                    list(&unexpected)
-                ));
+                parts.push(format!("{} unexpected: {}", unexpected.len(), list(&unexpected)));
             }
             if !mismatched.is_empty() {
-                parts.push(format!(
-                    "{} of another shape: {}",
-                    mismatched.len(),
-                    list(&mismatched)
-                ));
+                parts.push(format!("{} of another shape: {}", mismatched.len(), list(&mismatched)));
             }
             return Err(Error::checkpoint(
                 &self.path,
@@ -228,19 +188,13 @@ impl Checkpoint {
         let kind: Normalization = self.metadata.get("normalization")?.parse().ok()?;
         let mean = self.tensors.get(NORM_MEAN)?;
         let std = self.tensors.get(NORM_STD)?;
-        Some(Normalizer::from_stats(
-            kind,
-            mean.shallow_clone(),
-            std.shallow_clone(),
-        ))
+        Some(Normalizer::from_stats(kind, mean.shallow_clone(), std.shallow_clone()))
     }
 
     /// The model configuration: from the metadata where present, else inferred from the
     /// tensor names (depth from the number of blocks, shortcut B from projection weights).
     pub fn model_config(&self) -> Result<ResNetConfig> {
-        let parse_err = |k: &str, v: &str| {
-            Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"))
-        };
+        let parse_err = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
         let mut cfg = ResNetConfig::default();
         let blocks = self
             .tensors
@@ -255,25 +209,20 @@ impl Checkpoint {
             None => match blocks {
                 Some(b) => cfg.depth = 6 * (b + 1) + 2,
                 None => {
-                    return Err(Error::checkpoint(
-                        &self.path,
-                        "no layer1.* tensors: not a CIFAR ResNet checkpoint",
-                    ))
+                    return Err(Error::checkpoint(&self.path, "no layer1.* tensors: not a CIFAR ResNet checkpoint"))
                 }
             },
         }
         if let Some(a) = self.metadata.get("arch") {
             cfg.arch = a.parse::<Arch>().map_err(|_| parse_err("arch", a))?;
         }
+        cfg.batch_norm = match self.metadata.get("batch_norm") {
+            Some(b) => b != "false",
+            None => self.tensors.keys().any(|n| canonical(n).starts_with("bn1.")),
+        };
         match self.metadata.get("shortcut") {
-            Some(s) => {
-                cfg.shortcut = s
-                    .parse::<Shortcut>()
-                    .map_err(|_| parse_err("shortcut", s))?
-            }
-            None if self.tensors.keys().any(|n| n.contains(".shortcut.")) => {
-                cfg.shortcut = Shortcut::B
-            }
+            Some(s) => cfg.shortcut = s.parse::<Shortcut>().map_err(|_| parse_err("shortcut", s))?,
+            None if self.tensors.keys().any(|n| n.contains(".shortcut.")) => cfg.shortcut = Shortcut::B,
             None => {}
         }
         Ok(cfg)
@@ -288,10 +237,8 @@ pub fn metadata(cfg: &ResNetConfig, normalizer: &Normalizer) -> HashMap<String, 
         ("depth".to_string(), cfg.depth.to_string()),
         ("shortcut".to_string(), cfg.shortcut.to_string()),
         ("normalization".to_string(), normalizer.kind.to_string()),
-        (
-            "resnet_cifar_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
+        ("batch_norm".to_string(), cfg.batch_norm.to_string()),
+        ("resnet_cifar_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ])
 }
 

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::analysis;
 use crate::data::default_data_dir;
 use crate::device::parse_device;
 use crate::evaluate::evaluate;
-use crate::inference::{
-    load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides,
-};
+use crate::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
 use crate::model::{Arch, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
 use crate::normalize::Normalizer;
@@ -47,6 +46,74 @@ pub enum Command {
     Predict(PredictArgs),
     /// Learning curves like Fig. 6 of the paper from runs' metrics.csv (PNG or SVG).
     Plot(PlotArgs),
+    /// ‖∂L/∂x_l‖ and std(x_l) at every block boundary, at init or from a checkpoint.
+    GradFlow(GradFlowArgs),
+    /// Std of every 3×3 layer's response over the test set (Fig. 7), per checkpoint.
+    Responses(ResponsesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GradFlowArgs {
+    /// Architectures, comma-separated (e.g. plain,resnet); one table and line per network.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "resnet")]
+    pub arch: Vec<Arch>,
+    /// Depths, comma-separated (e.g. 56,110).
+    #[arg(long, value_delimiter = ',', default_value = "20", allow_negative_numbers = true)]
+    pub depth: Vec<i64>,
+    #[arg(long, value_enum, default_value_t = Shortcut::A)]
+    pub shortcut: Shortcut,
+    /// A trained checkpoint instead of freshly initialised networks.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Training batches to average over (no augmentation, fixed seed).
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
+    pub batches: i64,
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    pub batch_size: i64,
+    /// No BatchNorm.
+    #[arg(long)]
+    pub no_bn: bool,
+    /// Residual blocks start as the identity (last BN's γ = 0).
+    #[arg(long)]
+    pub zero_init_residual: bool,
+    /// Input normalisation [default: the checkpoint's, else pixel-mean].
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalization>,
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: i64,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output CSV.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Figure (.png or .svg) [default: the CSV's path with .png].
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResponsesArgs {
+    /// Checkpoints, one series each (repeat the flag).
+    #[arg(long, required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Input normalisation [default: each checkpoint's].
+    #[arg(long, value_enum)]
+    pub normalize: Option<Normalization>,
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Use the first N test images only.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output CSV.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Figure (.png or .svg) [default: the CSV's path with .png].
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,14 +166,9 @@ pub struct WeightsArgs {
 impl WeightsArgs {
     fn load(&self) -> Result<(LoadedModel, Normalizer)> {
         let device = parse_device(&self.device)?;
-        let overrides = ModelOverrides {
-            arch: self.arch,
-            depth: self.depth,
-            shortcut: self.shortcut,
-        };
+        let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut };
         let loaded = load_model(&self.weights, &overrides, device)?;
-        let normalizer =
-            normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
+        let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
         Ok((loaded, normalizer))
     }
 }
@@ -147,16 +209,17 @@ pub struct ModelArgs {
     /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
     #[arg(long, value_enum, default_value_t = Shortcut::A)]
     pub shortcut: Shortcut,
+    /// No BatchNorm (convolutions get a bias): where vanishing gradients show in full.
+    #[arg(long)]
+    pub no_bn: bool,
+    /// Start every residual block as the identity (last BN's γ = 0): "F(x) = 0 is easy".
+    #[arg(long)]
+    pub zero_init_residual: bool,
 }
 
 impl ModelArgs {
     pub fn config(&self) -> ResNetConfig {
-        ResNetConfig {
-            depth: self.depth,
-            arch: self.arch,
-            shortcut: self.shortcut,
-            ..Default::default()
-        }
+        ResNetConfig { depth: self.depth, arch: self.arch, shortcut: self.shortcut, ..Default::default() }
     }
 }
 
@@ -168,12 +231,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub epochs: i64,
     /// Images per SGD step.
-    #[arg(
-        long,
-        alias = "batch_size",
-        default_value_t = 128,
-        allow_negative_numbers = true
-    )]
+    #[arg(long, alias = "batch_size", default_value_t = 128, allow_negative_numbers = true)]
     pub batch_size: i64,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
@@ -214,6 +272,9 @@ pub struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     pub limit_test: Option<usize>,
+    /// Add per-epoch mean ‖∂L/∂x‖ at the input and at each stage's input to metrics.csv.
+    #[arg(long)]
+    pub log_grad_norms: bool,
 }
 
 impl TrainArgs {
@@ -243,6 +304,7 @@ impl TrainArgs {
             seed: self.seed,
             threads: self.threads,
             quiet: false,
+            log_grad_norms: self.log_grad_norms,
         };
         cfg.validate()?;
         if let Some(w) = cfg.warmup_iters {
@@ -263,12 +325,21 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Eval(args)) => eval_command(&args),
         Some(Command::Predict(args)) => predict_command(&args),
+        Some(Command::GradFlow(args)) => grad_flow_command(&args),
+        Some(Command::Responses(args)) => {
+            let device = parse_device(&args.device)?;
+            let all = analysis::responses_of(&args.weights, args.normalize, &args.data_dir, args.limit_test, device)?;
+            let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("png"));
+            analysis::write_responses(&all, &args.output, &plot)?;
+            for r in &all {
+                let stds: Vec<String> = r.layers.iter().map(|(_, s)| format!("{s:.2}")).collect();
+                println!("{}: {}", r.name, stds.join(" "));
+            }
+            println!("wrote {} and {}", args.output.display(), plot.display());
+            Ok(())
+        }
         Some(Command::Plot(args)) => {
-            let series = args
-                .runs
-                .iter()
-                .map(|d| crate::plot::read_run(d))
-                .collect::<Result<Vec<_>>>()?;
+            let series = args.runs.iter().map(|d| crate::plot::read_run(d)).collect::<Result<Vec<_>>>()?;
             let opts = crate::plot::PlotOptions {
                 x: args.x,
                 metric: args.metric,
@@ -283,14 +354,63 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
+    anyhow::ensure!(args.batches >= 1, "--batches {} must be at least 1", args.batches);
+    anyhow::ensure!(args.batch_size >= 1, "--batch-size {} must be at least 1", args.batch_size);
+    let device = parse_device(&args.device)?;
+    let data = crate::data::Cifar10::load(&args.data_dir)?;
+    let mut flows = Vec::new();
+    let batches_for =
+        |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.batches, args.batch_size, args.seed, device);
+    if let Some(w) = &args.weights {
+        let loaded = load_model(w, &ModelOverrides::default(), device)?;
+        let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &args.data_dir)?.to_device(device);
+        let rows = crate::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
+        flows.push(analysis::Flow { name: loaded.model.config.name(), rows });
+    } else {
+        let kind = args.normalize.unwrap_or_default();
+        let normalizer = Normalizer::fit(kind, &data.train.images).to_device(device);
+        let batches = batches_for(&normalizer);
+        for &depth in &args.depth {
+            for &arch in &args.arch {
+                let cfg = ResNetConfig {
+                    depth,
+                    arch,
+                    shortcut: args.shortcut,
+                    batch_norm: !args.no_bn,
+                    zero_init_residual: args.zero_init_residual,
+                    ..Default::default()
+                };
+                cfg.blocks_per_stage()?;
+                flows.push(analysis::flow_at_init(cfg, &batches, args.seed, device)?);
+            }
+        }
+    }
+    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("png"));
+    let when = if args.weights.is_some() { "trained" } else { "at initialisation" };
+    let bn = if args.no_bn { ", no BN" } else { "" };
+    analysis::write_flows(&flows, &args.output, &plot, &format!("Gradient flow through depth, {when}{bn}"))?;
+    for f in &flows {
+        let first = &f.rows[1];
+        println!(
+            "{}: ‖∂L/∂x‖ at {} / at output = {:.3e}; std(x) at output {:.3e}",
+            f.name,
+            first.name,
+            first.ratio_to_last,
+            f.rows.last().map_or(0.0, |r| r.activation_std)
+        );
+    }
+    println!("wrote {} and {}", args.output.display(), plot.display());
+    Ok(())
+}
+
 fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
     let (loaded, normalizer) = w.load()?;
     let dir = &w.data_dir;
     crate::data::check_data_dir(dir)?;
-    let test = crate::data::load_split(dir, &[crate::data::TEST_FILE])?
-        .take(args.limit_test)
-        .to_device(loaded.vs.device());
+    let test =
+        crate::data::load_split(dir, &[crate::data::TEST_FILE])?.take(args.limit_test).to_device(loaded.vs.device());
     let eval = evaluate(&loaded.model, &test, &normalizer);
     let classes = crate::data::load_classes(dir);
     let ctx = ReportContext {
@@ -314,20 +434,12 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
     let classes = crate::data::load_classes(&args.weights.data_dir);
     let mut failed = 0;
     for path in &args.images {
-        let result = read_image(path).and_then(|img| {
-            predict(
-                &loaded.model,
-                &normalizer,
-                &img.to_device(loaded.vs.device()),
-                args.top,
-            )
-        });
+        let result = read_image(path)
+            .and_then(|img| predict(&loaded.model, &normalizer, &img.to_device(loaded.vs.device()), args.top));
         match result {
             Ok(preds) => {
-                let top: Vec<String> = preds[0]
-                    .iter()
-                    .map(|(c, p)| format!("{} {:.1}%", classes[*c as usize], 100.0 * p))
-                    .collect();
+                let top: Vec<String> =
+                    preds[0].iter().map(|(c, p)| format!("{} {:.1}%", classes[*c as usize], 100.0 * p)).collect();
                 println!("{}: {}", path.display(), top.join(", "));
             }
             Err(e) => {
@@ -336,11 +448,7 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
             }
         }
     }
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} of {} images could not be read",
-        args.images.len()
-    );
+    anyhow::ensure!(failed == 0, "{failed} of {} images could not be read", args.images.len());
     Ok(())
 }
 

@@ -16,26 +16,11 @@ pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 pub const RECORD_BYTES: usize = IMAGE_BYTES + 1;
 pub const RECORDS_PER_FILE: usize = 10_000;
 pub const NUM_CLASSES: i64 = 10;
-pub const TRAIN_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 pub const TEST_FILE: &str = "test_batch.bin";
-pub const DEFAULT_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const DEFAULT_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// A set of images (`u8`, N×3×32×32) with their labels (`i64`, N).
 #[derive(Debug)]
@@ -64,10 +49,7 @@ impl Split {
 
     /// The images at `start..start+len` (no copy).
     pub fn narrow(&self, start: i64, len: i64) -> Split {
-        Split {
-            images: self.images.narrow(0, start, len),
-            labels: self.labels.narrow(0, start, len),
-        }
+        Split { images: self.images.narrow(0, start, len), labels: self.labels.narrow(0, start, len) }
     }
 
     /// The first `n` images, or all of them when `n` is `None` or larger than the split.
@@ -78,17 +60,11 @@ impl Split {
 
     /// Gathers the images and labels at `index` (a 1-D `i64` tensor on the split's device).
     pub fn select(&self, index: &Tensor) -> (Tensor, Tensor) {
-        (
-            self.images.index_select(0, index),
-            self.labels.index_select(0, index),
-        )
+        (self.images.index_select(0, index), self.labels.index_select(0, index))
     }
 
     pub fn to_device(&self, device: Device) -> Split {
-        Split {
-            images: self.images.to_device(device),
-            labels: self.labels.to_device(device),
-        }
+        Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
     }
 }
 
@@ -105,11 +81,7 @@ pub struct Cifar10 {
 pub fn parse_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<i64>)> {
     let expected = RECORDS_PER_FILE * RECORD_BYTES;
     if bytes.len() != expected {
-        let what = if bytes.len() < expected {
-            "truncated"
-        } else {
-            "too long"
-        };
+        let what = if bytes.len() < expected { "truncated" } else { "too long" };
         return Err(Error::data(
             path,
             format!(
@@ -158,13 +130,7 @@ pub fn load_split(dir: &Path, files: &[&str]) -> Result<Split> {
 /// Class names from `batches.meta.txt` (one per line), or the standard ones when absent.
 pub fn load_classes(dir: &Path) -> Vec<String> {
     let names: Vec<String> = std::fs::read_to_string(dir.join("batches.meta.txt"))
-        .map(|s| {
-            s.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect()
-        })
+        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
         .unwrap_or_default();
     if names.len() == NUM_CLASSES as usize {
         names
@@ -229,11 +195,7 @@ impl RunData {
         } else {
             (train, None)
         };
-        Ok(RunData {
-            train,
-            val,
-            test: data.test.take(limit_test),
-        })
+        Ok(RunData { train, val, test: data.test.take(limit_test) })
     }
 }
 
@@ -246,18 +208,12 @@ pub fn synthetic(n_train: i64, n_test: i64, seed: i64) -> Cifar10 {
     let make = |n: i64| {
         let labels = Tensor::randint(NUM_CLASSES, [n], (Kind::Int64, Device::Cpu));
         let noise = Tensor::randn([n, 3, IMAGE_SIDE, IMAGE_SIDE], opts) * 25.0;
-        let images = (palette.index_select(0, &labels) + noise)
-            .clamp(0.0, 255.0)
-            .to_kind(Kind::Uint8);
+        let images = (palette.index_select(0, &labels) + noise).clamp(0.0, 255.0).to_kind(Kind::Uint8);
         Split { images, labels }
     };
     let train = make(n_train);
     let test = make(n_test);
-    Cifar10 {
-        train,
-        test,
-        classes: DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect(),
-    }
+    Cifar10 { train, test, classes: DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect() }
 }
 
 /// Writes a split in the official binary layout (for tests and synthetic data directories).

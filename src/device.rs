@@ -14,9 +14,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
                 "--device {s}: CUDA is not available here (no GPU, or libtorch without CUDA); use --device cpu"
             )))
         } else if i >= n {
-            Err(Error::Config(format!(
-                "--device {s}: only {n} CUDA device(s) here, numbered from 0"
-            )))
+            Err(Error::Config(format!("--device {s}: only {n} CUDA device(s) here, numbered from 0")))
         } else {
             Ok(Device::Cuda(i))
         }
@@ -27,9 +25,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cuda" | "gpu" => cuda(0),
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
-            _ => Err(Error::Config(format!(
-                "unknown device `{s}`: use auto, cpu, cuda or cuda:N"
-            ))),
+            _ => Err(Error::Config(format!("unknown device `{s}`: use auto, cpu, cuda or cuda:N"))),
         },
     }
 }

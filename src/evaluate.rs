@@ -35,9 +35,7 @@ pub fn evaluate(model: &ResNet, split: &Split, normalizer: &Normalizer) -> Evalu
     tch::no_grad(|| {
         for start in (0..n).step_by(EVAL_BATCH as usize) {
             let batch = split.narrow(start, EVAL_BATCH.min(n - start));
-            let logits = model
-                .forward_t(&normalizer.apply(&batch.images), false)
-                .to_kind(Kind::Float);
+            let logits = model.forward_t(&normalizer.apply(&batch.images), false).to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&batch.labels);
             loss_sum += loss.to_kind(Kind::Double) * batch.len() as f64;
             let pred = logits.argmax(-1, false);
@@ -46,10 +44,7 @@ pub fn evaluate(model: &ResNet, split: &Split, normalizer: &Normalizer) -> Evalu
         }
     });
     let confusion = confusion.view([NUM_CLASSES, NUM_CLASSES]);
-    let correct = confusion
-        .diagonal(0, 0, 1)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
+    let correct = confusion.diagonal(0, 0, 1).sum(Kind::Int64).int64_value(&[]);
     let nf = n.max(1) as f64;
     Evaluation {
         loss: loss_sum.double_value(&[]) / nf,

@@ -41,21 +41,13 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device) -> Re
     let mut vs = VarStore::new(device);
     let model = ResNet::new(&vs.root(), config)?;
     checkpoint.load_into(&mut vs)?;
-    Ok(LoadedModel {
-        vs,
-        model,
-        checkpoint,
-    })
+    Ok(LoadedModel { vs, model, checkpoint })
 }
 
 /// The normalisation to feed the network: the checkpoint's own unless `flag` asks for
 /// another; `pixel-mean` and `channel` statistics not in the checkpoint are computed from
 /// the training set in `data_dir`.
-pub fn normalizer_for(
-    ckpt: &Checkpoint,
-    flag: Option<Normalization>,
-    data_dir: &Path,
-) -> Result<Normalizer> {
+pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data_dir: &Path) -> Result<Normalizer> {
     let stored = ckpt.normalizer();
     match (flag, stored) {
         (None, Some(n)) => Ok(n),
@@ -77,44 +69,18 @@ pub type Prediction = Vec<(i64, f64)>;
 
 /// Reads a PNG or JPEG of any size, resized to 32×32 RGB, as a `u8` tensor 1×3×32×32.
 pub fn read_image(path: &Path) -> Result<Tensor> {
-    let img = image::open(path).map_err(|e| {
-        Error::data(
-            path,
-            format!("cannot read the image ({e}): use a PNG or JPEG file"),
-        )
-    })?;
-    let rgb = image::imageops::resize(
-        &img.to_rgb8(),
-        32,
-        32,
-        image::imageops::FilterType::Triangle,
-    );
+    let img = image::open(path)
+        .map_err(|e| Error::data(path, format!("cannot read the image ({e}): use a PNG or JPEG file")))?;
+    let rgb = image::imageops::resize(&img.to_rgb8(), 32, 32, image::imageops::FilterType::Triangle);
     // HWC bytes → CHW.
-    Ok(Tensor::from_slice(rgb.as_raw())
-        .view([32, 32, 3])
-        .permute([2, 0, 1])
-        .contiguous()
-        .unsqueeze(0))
+    Ok(Tensor::from_slice(rgb.as_raw()).view([32, 32, 3]).permute([2, 0, 1]).contiguous().unsqueeze(0))
 }
 
 /// Classifies `u8` images (N×3×32×32) and returns the `k` most probable classes of each.
-pub fn predict(
-    model: &ResNet,
-    normalizer: &Normalizer,
-    images: &Tensor,
-    k: i64,
-) -> Result<Vec<Prediction>> {
-    let probs = tch::no_grad(|| {
-        model
-            .forward_t(&normalizer.apply(images), false)
-            .softmax(-1, Kind::Float)
-    });
+pub fn predict(model: &ResNet, normalizer: &Normalizer, images: &Tensor, k: i64) -> Result<Vec<Prediction>> {
+    let probs = tch::no_grad(|| model.forward_t(&normalizer.apply(images), false).softmax(-1, Kind::Float));
     let (p, idx) = probs.topk(k.min(probs.size()[1]), -1, true, true);
     let p = Vec::<Vec<f64>>::try_from(p.to_kind(Kind::Double))?;
     let idx = Vec::<Vec<i64>>::try_from(idx)?;
-    Ok(idx
-        .into_iter()
-        .zip(p)
-        .map(|(i, p)| i.into_iter().zip(p).collect())
-        .collect())
+    Ok(idx.into_iter().zip(p).map(|(i, p)| i.into_iter().zip(p).collect()).collect())
 }

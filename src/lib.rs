@@ -7,6 +7,7 @@
 //! - [`train`]: the one training loop, with [`schedule`] and [`optim`].
 //! - [`checkpoint`]: safetensors checkpoints that PyTorch loads as they are.
 
+pub mod analysis;
 pub mod augment;
 pub mod checkpoint;
 pub mod cli;
@@ -14,6 +15,8 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod evaluate;
+pub mod figure;
+pub mod gradflow;
 pub mod inference;
 pub mod metrics;
 pub mod model;

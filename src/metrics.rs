@@ -5,18 +5,12 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-pub const COLUMNS: [&str; 9] = [
-    "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_err",
-    "test_loss",
-    "test_err",
-    "epoch_seconds",
-    "images_per_sec",
-];
+pub const COLUMNS: [&str; 9] =
+    ["epoch", "iteration", "lr", "train_loss", "train_err", "test_loss", "test_err", "epoch_seconds", "images_per_sec"];
 pub const VAL_COLUMNS: [&str; 2] = ["val_loss", "val_err"];
+/// With `--log-grad-norms`: mean ‖∂L/∂x‖ at the network's input and each stage's input.
+pub const GRAD_NORM_COLUMNS: [&str; 4] =
+    ["grad_norm_input", "grad_norm_stage1", "grad_norm_stage2", "grad_norm_stage3"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochMetrics {
@@ -33,6 +27,8 @@ pub struct EpochMetrics {
     pub images_per_sec: f64,
     /// (loss, error) on the validation split, when there is one.
     pub val: Option<(f64, f64)>,
+    /// Epoch means of ‖∂L/∂x‖ at [`GRAD_NORM_COLUMNS`], with `--log-grad-norms`.
+    pub grad_norms: Option<Vec<f64>>,
 }
 
 impl EpochMetrics {
@@ -52,6 +48,9 @@ impl EpochMetrics {
             r.push(format!("{l:.6}"));
             r.push(format!("{e:.4}"));
         }
+        for g in self.grad_norms.iter().flatten() {
+            r.push(format!("{g:e}"));
+        }
         r
     }
 }
@@ -62,18 +61,19 @@ pub struct MetricsWriter {
 }
 
 impl MetricsWriter {
-    /// Creates `path` with its header; `with_val` adds the validation columns.
-    pub fn create(path: &Path, with_val: bool) -> Result<Self> {
+    /// Creates `path` with its header; `with_val` adds the validation columns,
+    /// `with_grad_norms` the gradient-norm columns.
+    pub fn create(path: &Path, with_val: bool, with_grad_norms: bool) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let writer = csv::Writer::from_writer(file);
         let mut header: Vec<&str> = COLUMNS.to_vec();
         if with_val {
             header.extend(VAL_COLUMNS);
         }
-        let mut w = MetricsWriter {
-            writer,
-            path: path.to_path_buf(),
-        };
+        if with_grad_norms {
+            header.extend(GRAD_NORM_COLUMNS);
+        }
+        let mut w = MetricsWriter { writer, path: path.to_path_buf() };
         w.writer.write_record(&header).map_err(|e| w.err(e))?;
         w.writer.flush().map_err(|e| Error::io(&w.path, e))?;
         Ok(w)
@@ -85,9 +85,7 @@ impl MetricsWriter {
 
     /// Appends one row and flushes it to disk.
     pub fn write(&mut self, m: &EpochMetrics) -> Result<()> {
-        self.writer
-            .write_record(m.record())
-            .map_err(|e| self.err(e))?;
+        self.writer.write_record(m.record()).map_err(|e| self.err(e))?;
         self.writer.flush().map_err(|e| Error::io(&self.path, e))
     }
 }

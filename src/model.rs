@@ -60,9 +60,7 @@ impl FromStr for Arch {
         match s.to_ascii_lowercase().as_str() {
             "resnet" => Ok(Arch::Resnet),
             "plain" => Ok(Arch::Plain),
-            _ => Err(Error::Config(format!(
-                "unknown architecture `{s}`: use resnet or plain"
-            ))),
+            _ => Err(Error::Config(format!("unknown architecture `{s}`: use resnet or plain"))),
         }
     }
 }
@@ -73,9 +71,7 @@ impl FromStr for Shortcut {
         match s.to_ascii_uppercase().as_str() {
             "A" => Ok(Shortcut::A),
             "B" => Ok(Shortcut::B),
-            _ => Err(Error::Config(format!(
-                "unknown shortcut option `{s}`: use A or B"
-            ))),
+            _ => Err(Error::Config(format!("unknown shortcut option `{s}`: use A or B"))),
         }
     }
 }
@@ -87,6 +83,13 @@ pub struct ResNetConfig {
     pub arch: Arch,
     pub shortcut: Shortcut,
     pub num_classes: i64,
+    /// BatchNorm after every convolution (the paper). Without it, convolutions get a bias:
+    /// the setting where the vanishing-gradient argument applies in full.
+    pub batch_norm: bool,
+    /// Start every residual block as the identity: γ = 0 in its last BN (or, without BN,
+    /// zero weights in its last convolution), so F(x) = 0. No effect on plain networks,
+    /// which have no residual branch to silence.
+    pub zero_init_residual: bool,
 }
 
 impl Default for ResNetConfig {
@@ -96,6 +99,8 @@ impl Default for ResNetConfig {
             arch: Arch::Resnet,
             shortcut: Shortcut::A,
             num_classes: 10,
+            batch_norm: true,
+            zero_init_residual: false,
         }
     }
 }
@@ -112,9 +117,10 @@ impl ResNetConfig {
         Ok((self.depth - 2) / 6)
     }
 
-    /// A short name for runs and figures, e.g. `resnet-20` or `plain-56`.
+    /// A short name for runs and figures, e.g. `resnet-20`, `plain-56` or `plain-56-nobn`.
     pub fn name(&self) -> String {
-        format!("{}-{}", self.arch, self.depth)
+        let nobn = if self.batch_norm { "" } else { "-nobn" };
+        format!("{}-{}{nobn}", self.arch, self.depth)
     }
 }
 
@@ -126,25 +132,26 @@ const HE_NORMAL: nn::Init = nn::Init::Kaiming {
     non_linearity: nn::init::NonLinearity::ReLU,
 };
 
-fn conv3x3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding: 1,
-        bias: false,
-        ws_init: HE_NORMAL,
-        ..Default::default()
-    };
-    nn::conv2d(p, c_in, c_out, 3, cfg)
+/// A convolution; it has a bias only when no BN follows it (PyTorch's default bias init).
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding: k / 2, bias, ws_init: HE_NORMAL, ..Default::default() };
+    nn::conv2d(p, c_in, c_out, k, cfg)
 }
 
-/// BatchNorm with γ = 1 and β = 0 (tch's default γ is uniform, PyTorch's is one).
-fn batch_norm(p: nn::Path, c: i64) -> nn::BatchNorm {
-    let cfg = nn::BatchNormConfig {
-        ws_init: nn::Init::Const(1.0),
-        bs_init: nn::Init::Const(0.0),
-        ..Default::default()
-    };
-    nn::batch_norm2d(p, c, cfg)
+/// BatchNorm with β = 0 and γ = `gamma` (tch's default γ is uniform, PyTorch's is one),
+/// or nothing in a network without BN.
+fn batch_norm(p: nn::Path, c: i64, cfg: &ResNetConfig, gamma: f64) -> Option<nn::BatchNorm> {
+    let bn =
+        nn::BatchNormConfig { ws_init: nn::Init::Const(gamma), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    cfg.batch_norm.then(|| nn::batch_norm2d(p, c, bn))
+}
+
+/// `x` through the BN layer, if there is one.
+fn norm_t(bn: &Option<nn::BatchNorm>, x: Tensor, train: bool) -> Tensor {
+    match bn {
+        Some(bn) => x.apply_t(bn, train),
+        None => x,
+    }
 }
 
 /// The path by which a block's input reaches its output.
@@ -160,7 +167,7 @@ pub enum ShortcutPath {
     /// on each side, as the PyTorch reference does (so its checkpoints give the same outputs).
     ZeroPad { pad: i64 },
     /// Option B across a change of shape: 1×1 convolution, stride 2, then BN.
-    Projection { conv: nn::Conv2D, bn: nn::BatchNorm },
+    Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm> },
 }
 
 impl ShortcutPath {
@@ -173,7 +180,7 @@ impl ShortcutPath {
                 let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
                 Some(sub.constant_pad_nd([0, 0, 0, 0, *pad, *pad]))
             }
-            ShortcutPath::Projection { conv, bn } => Some(x.apply(conv).apply_t(bn, train)),
+            ShortcutPath::Projection { conv, bn } => Some(norm_t(bn, x.apply(conv), train)),
         }
     }
 }
@@ -182,9 +189,9 @@ impl ShortcutPath {
 #[derive(Debug)]
 pub struct BasicBlock {
     pub conv1: nn::Conv2D,
-    pub bn1: nn::BatchNorm,
+    pub bn1: Option<nn::BatchNorm>,
     pub conv2: nn::Conv2D,
-    pub bn2: nn::BatchNorm,
+    pub bn2: Option<nn::BatchNorm>,
     pub shortcut: ShortcutPath,
 }
 
@@ -194,49 +201,59 @@ impl BasicBlock {
         let shortcut = match (cfg.arch, cfg.shortcut, reshapes) {
             (Arch::Plain, _, _) => ShortcutPath::None,
             (Arch::Resnet, _, false) => ShortcutPath::Identity,
-            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad {
-                pad: (c_out - c_in) / 2,
-            },
+            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad { pad: (c_out - c_in) / 2 },
             (Arch::Resnet, Shortcut::B, true) => {
                 let s = &p / "shortcut";
-                let conv_cfg = nn::ConvConfig {
-                    stride,
-                    bias: false,
-                    ws_init: HE_NORMAL,
-                    ..Default::default()
-                };
                 ShortcutPath::Projection {
-                    conv: nn::conv2d(&s / "0", c_in, c_out, 1, conv_cfg),
-                    bn: batch_norm(&s / "1", c_out),
+                    conv: conv(&s / "0", c_in, c_out, 1, stride, !cfg.batch_norm),
+                    bn: batch_norm(&s / "1", c_out, cfg, 1.0),
                 }
             }
         };
-        BasicBlock {
-            conv1: conv3x3(&p / "conv1", c_in, c_out, stride),
-            bn1: batch_norm(&p / "bn1", c_out),
-            conv2: conv3x3(&p / "conv2", c_out, c_out, 1),
-            bn2: batch_norm(&p / "bn2", c_out),
+        let silence = cfg.zero_init_residual && !matches!(shortcut, ShortcutPath::None);
+        let block = BasicBlock {
+            conv1: conv(&p / "conv1", c_in, c_out, 3, stride, !cfg.batch_norm),
+            bn1: batch_norm(&p / "bn1", c_out, cfg, 1.0),
+            conv2: conv(&p / "conv2", c_out, c_out, 3, 1, !cfg.batch_norm),
+            bn2: batch_norm(&p / "bn2", c_out, cfg, if silence { 0.0 } else { 1.0 }),
             shortcut,
+        };
+        if silence && !cfg.batch_norm {
+            tch::no_grad(|| {
+                let _ = block.conv2.ws.shallow_clone().zero_();
+                if let Some(b) = &block.conv2.bs {
+                    let _ = b.shallow_clone().zero_();
+                }
+            });
         }
+        block
+    }
+
+    /// The two layer responses of the block (Fig. 7): each 3×3 convolution's output after
+    /// BN, before ReLU or the addition. The second is the residual function F(x).
+    pub fn responses_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let r1 = norm_t(&self.bn1, x.apply(&self.conv1), train);
+        let r2 = norm_t(&self.bn2, r1.relu().apply(&self.conv2), train);
+        (r1, r2)
     }
 
     /// The residual function F(x): conv–BN–ReLU–conv–BN, before the addition.
     pub fn residual_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
+        self.responses_t(x, train).1
+    }
+
+    /// The block's output from its residual F(x) and its input x.
+    pub fn combine_t(&self, f: Tensor, x: &Tensor, train: bool) -> Tensor {
+        match self.shortcut.forward_t(x, train) {
+            Some(s) => (f + s).relu(),
+            None => f.relu(),
+        }
     }
 }
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let f = self.residual_t(x, train);
-        match self.shortcut.forward_t(x, train) {
-            Some(s) => (f + s).relu(),
-            None => f.relu(),
-        }
+        self.combine_t(self.residual_t(x, train), x, train)
     }
 }
 
@@ -245,7 +262,7 @@ impl ModuleT for BasicBlock {
 pub struct ResNet {
     pub config: ResNetConfig,
     pub conv1: nn::Conv2D,
-    pub bn1: nn::BatchNorm,
+    pub bn1: Option<nn::BatchNorm>,
     /// The three stages of `n` blocks each, with 16, 32 and 64 filters.
     pub stages: [Vec<BasicBlock>; 3],
     pub linear: nn::Linear,
@@ -271,59 +288,48 @@ impl ResNet {
                 })
                 .collect()
         });
-        let linear_cfg = nn::LinearConfig {
-            ws_init: HE_NORMAL,
-            ..Default::default()
-        };
+        let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
         Ok(ResNet {
             config,
-            conv1: conv3x3(p / "conv1", 3, STAGE_WIDTHS[0], 1),
-            bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0]),
+            conv1: conv(p / "conv1", 3, STAGE_WIDTHS[0], 3, 1, !config.batch_norm),
+            bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
             stages,
-            linear: nn::linear(
-                p / "linear",
-                STAGE_WIDTHS[2],
-                config.num_classes,
-                linear_cfg,
-            ),
+            linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
         })
+    }
+
+    /// The stem's layer response: conv1 after BN, before ReLU.
+    pub fn stem_response_t(&self, x: &Tensor, train: bool) -> Tensor {
+        norm_t(&self.bn1, x.apply(&self.conv1), train)
     }
 
     /// The stem: conv1–BN–ReLU.
     pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv1).apply_t(&self.bn1, train).relu()
+        self.stem_response_t(x, train).relu()
     }
 
     /// The classifier head: global average pooling, then the fully connected layer.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        x.mean_dim([2i64, 3].as_slice(), false, x.kind())
-            .apply(&self.linear)
+        x.mean_dim([2i64, 3].as_slice(), false, x.kind()).apply(&self.linear)
     }
 
     /// All blocks in order, with their names (`layer2.0`, …).
     pub fn blocks(&self) -> impl Iterator<Item = (String, &BasicBlock)> {
-        self.stages.iter().enumerate().flat_map(|(s, blocks)| {
-            blocks
-                .iter()
-                .enumerate()
-                .map(move |(i, b)| (format!("layer{}.{i}", s + 1), b))
-        })
+        self.stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, blocks)| blocks.iter().enumerate().map(move |(i, b)| (format!("layer{}.{i}", s + 1), b)))
     }
 }
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = self
-            .blocks()
-            .fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
+        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
         self.head(&x)
     }
 }
 
 /// Number of trainable parameters (BN running statistics excluded), as the paper counts.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum()
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
 }

@@ -38,9 +38,7 @@ impl std::str::FromStr for Normalization {
             "pixel-mean" => Ok(Normalization::PixelMean),
             "channel" => Ok(Normalization::Channel),
             "imagenet" => Ok(Normalization::Imagenet),
-            _ => Err(Error::Config(format!(
-                "unknown normalization `{s}`: use pixel-mean, channel or imagenet"
-            ))),
+            _ => Err(Error::Config(format!("unknown normalization `{s}`: use pixel-mean, channel or imagenet"))),
         }
     }
 }
@@ -71,13 +69,7 @@ impl Normalizer {
         let std = std.to_kind(Kind::Float);
         let scale = (&std * 255.0).reciprocal();
         let shift = &mean / &std;
-        Normalizer {
-            kind,
-            mean,
-            std,
-            scale,
-            shift,
-        }
+        Normalizer { kind, mean, std, scale, shift }
     }
 
     /// Computes the statistics of `kind` from the training images (`u8`, N×3×32×32).
@@ -87,11 +79,7 @@ impl Normalizer {
             let mut acc: Option<Tensor> = None;
             for start in (0..n).step_by(STATS_CHUNK as usize) {
                 let len = STATS_CHUNK.min(n - start);
-                let chunk = train_images
-                    .narrow(0, start, len)
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Double)
-                    / 255.0;
+                let chunk = train_images.narrow(0, start, len).to_device(Device::Cpu).to_kind(Kind::Double) / 255.0;
                 let s = f(&chunk);
                 acc = Some(match acc {
                     Some(a) => a + s,
@@ -109,11 +97,8 @@ impl Normalizer {
             Normalization::Channel => {
                 let dims = [0i64, 2, 3];
                 let count = (n * 32 * 32) as f64;
-                let mean =
-                    sum_over(&|c| c.sum_dim_intlist(dims.as_slice(), true, Kind::Double)) / count;
-                let sq =
-                    sum_over(&|c| (c * c).sum_dim_intlist(dims.as_slice(), true, Kind::Double))
-                        / count;
+                let mean = sum_over(&|c| c.sum_dim_intlist(dims.as_slice(), true, Kind::Double)) / count;
+                let sq = sum_over(&|c| (c * c).sum_dim_intlist(dims.as_slice(), true, Kind::Double)) / count;
                 let std = (sq - &mean * &mean).sqrt();
                 Self::from_stats(kind, mean.squeeze_dim(0), std.squeeze_dim(0))
             }
@@ -135,10 +120,6 @@ impl Normalizer {
     }
 
     pub fn to_device(&self, device: Device) -> Self {
-        Self::from_stats(
-            self.kind,
-            self.mean.to_device(device),
-            self.std.to_device(device),
-        )
+        Self::from_stats(self.kind, self.mean.to_device(device), self.std.to_device(device))
     }
 }

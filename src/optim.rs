@@ -16,19 +16,10 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(vs: &VarStore, momentum: f64, weight_decay: f64) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let buffers = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Sgd {
-            momentum,
-            weight_decay,
-            params,
-            buffers,
-        }
+        Sgd { momentum, weight_decay, params, buffers }
     }
 
     pub fn zero_grad(&mut self) {
@@ -45,11 +36,7 @@ impl Sgd {
                 if !g.defined() {
                     continue;
                 }
-                let d = if self.weight_decay != 0.0 {
-                    g + &*p * self.weight_decay
-                } else {
-                    g
-                };
+                let d = if self.weight_decay != 0.0 { g + &*p * self.weight_decay } else { g };
                 let _ = v.g_mul_scalar_(self.momentum).g_add_(&d);
                 let _ = p.g_sub_(&(&*v * lr));
             }
@@ -58,10 +45,7 @@ impl Sgd {
 
     /// The momentum buffers by parameter name (for checkpoints).
     pub fn momentum_buffers(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.params
-            .iter()
-            .zip(&self.buffers)
-            .map(|((n, _), v)| (n.as_str(), v))
+        self.params.iter().zip(&self.buffers).map(|((n, _), v)| (n.as_str(), v))
     }
 
     /// Restores a momentum buffer; `false` if no parameter has that name or shape.

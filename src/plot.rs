@@ -6,12 +6,12 @@
 //! compiled into the binary (crate `dejavu`), so a machine without system fonts works too.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
+
+use crate::figure::{check_size, colour, output_format, render, DrawResult, Drawing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum XAxis {
@@ -40,14 +40,7 @@ pub struct PlotOptions {
 
 impl Default for PlotOptions {
     fn default() -> Self {
-        PlotOptions {
-            x: XAxis::Iterations,
-            metric: Metric::Error,
-            ymax: None,
-            title: None,
-            width: 900,
-            height: 600,
-        }
+        PlotOptions { x: XAxis::Iterations, metric: Metric::Error, ymax: None, title: None, width: 900, height: 600 }
     }
 }
 
@@ -69,32 +62,18 @@ pub struct Row {
     pub test_err: f64,
 }
 
-const NEEDED: [&str; 6] = [
-    "epoch",
-    "iteration",
-    "train_loss",
-    "train_err",
-    "test_loss",
-    "test_err",
-];
+const NEEDED: [&str; 6] = ["epoch", "iteration", "train_loss", "train_err", "test_loss", "test_err"];
 
 /// Reads a `metrics.csv`; every error message is one line that names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
     let p = path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| anyhow!("{p}: cannot open: {e}"))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| anyhow!("{p}: cannot read header: {e}"))?
-        .clone();
+    let mut reader =
+        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| anyhow!("{p}: cannot open: {e}"))?;
+    let headers = reader.headers().map_err(|e| anyhow!("{p}: cannot read header: {e}"))?.clone();
     let mut idx = [0usize; NEEDED.len()];
     for (slot, name) in idx.iter_mut().zip(NEEDED) {
-        *slot = headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| anyhow!("{p}: missing column `{name}` in header"))?;
+        *slot =
+            headers.iter().position(|h| h == name).ok_or_else(|| anyhow!("{p}: missing column `{name}` in header"))?;
     }
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
@@ -104,19 +83,11 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
         for ((out, &col), name) in v.iter_mut().zip(&idx).zip(NEEDED) {
             let field = record.get(col).unwrap_or("");
             // "NaN" parses, so a diverged run still loads; non-finite points are not drawn.
-            *out = field.parse().map_err(|_| {
-                anyhow!("{p}: line {line}: column `{name}`: `{field}` is not a number")
-            })?;
+            *out =
+                field.parse().map_err(|_| anyhow!("{p}: line {line}: column `{name}`: `{field}` is not a number"))?;
         }
         let [epoch, iteration, train_loss, train_err, test_loss, test_err] = v;
-        rows.push(Row {
-            epoch,
-            iteration,
-            train_loss,
-            train_err,
-            test_loss,
-            test_err,
-        });
+        rows.push(Row { epoch, iteration, train_loss, train_err, test_loss, test_err });
     }
     if rows.is_empty() {
         bail!("{p}: no data rows");
@@ -129,110 +100,38 @@ pub fn read_run(dir: &Path) -> Result<Series> {
     let name = dir
         .file_name()
         .map(|n| n.to_os_string())
-        .or_else(|| {
-            dir.canonicalize()
-                .ok()?
-                .file_name()
-                .map(|n| n.to_os_string())
-        })
+        .or_else(|| dir.canonicalize().ok()?.file_name().map(|n| n.to_os_string()))
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
     let rows = read_metrics(&dir.join("metrics.csv"))?;
     Ok(Series { name, rows })
 }
 
-// Tableau-like colours, distinct on white; runs beyond ten reuse them.
-const COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-fn register_fonts() -> Result<()> {
-    static DONE: OnceLock<bool> = OnceLock::new();
-    let ok = *DONE.get_or_init(|| {
-        register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_ok()
-            && register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold()).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        bail!("cannot load the embedded DejaVu Sans font")
-    }
-}
-
 /// Draws every series into `out` (`.png` or `.svg`).
 pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
-    let ext = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let png = match ext.as_deref() {
-        Some("png") => true,
-        Some("svg") => false,
-        _ => bail!("{}: unknown output format: use .png or .svg", out.display()),
-    };
+    let format = output_format(out)?;
     if series.is_empty() {
         bail!("no runs to plot");
     }
-    if opts.width < 300 || opts.height < 200 {
-        bail!(
-            "plot size {}x{} is too small: use at least 300x200",
-            opts.width,
-            opts.height
-        );
-    }
+    check_size((opts.width, opts.height), (300, 200))?;
     if let Some(y) = opts.ymax.filter(|y| !(y.is_finite() && *y > 0.0)) {
         bail!("ymax must be a positive number, not {y}");
     }
-    register_fonts()?;
-    let size = (opts.width, opts.height);
-    let fail = |e: &dyn std::fmt::Display| anyhow!("{}: cannot draw plot: {e}", out.display());
-    if png {
-        // Rendered in memory and encoded here, so plotters needs no image crate of its own.
-        let mut rgb = vec![0u8; 3 * opts.width as usize * opts.height as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-            draw(&root, series, opts).map_err(|e| fail(&e))?;
-            root.present().map_err(|e| fail(&e))?;
-        }
-        write_png(out, size, &rgb).map_err(|e| anyhow!("{}: cannot write PNG: {e}", out.display()))
-    } else {
-        let root = SVGBackend::new(out, size).into_drawing_area();
-        draw(&root, series, opts).map_err(|e| fail(&e))?;
-        root.present().map_err(|e| fail(&e))
+    render(out, format, (opts.width, opts.height), &Curves { series, opts })
+}
+
+struct Curves<'a> {
+    series: &'a [Series],
+    opts: &'a PlotOptions,
+}
+
+impl Drawing for Curves<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        draw(root, self.series, self.opts)
     }
 }
 
-fn write_png(
-    out: &Path,
-    (w, h): (u32, u32),
-    rgb: &[u8],
-) -> std::result::Result<(), png::EncodingError> {
-    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut encoder = png::Encoder::new(file, w, h);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(rgb)?;
-    writer.finish()
-}
-
-type DrawResult<DB> =
-    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-
-fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    series: &[Series],
-    opts: &PlotOptions,
-) -> DrawResult<DB> {
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[Series], opts: &PlotOptions) -> DrawResult<DB> {
     let x_of = |r: &Row| match opts.x {
         XAxis::Iterations => r.iteration,
         XAxis::Epochs => r.epoch,
@@ -243,8 +142,7 @@ fn draw<DB: DrawingBackend>(
         Metric::Loss => (r.train_loss, r.test_loss),
     };
     let rows = || series.iter().flat_map(|s| &s.rows);
-    let finite_max =
-        |it: &mut dyn Iterator<Item = f64>| it.filter(|v| v.is_finite()).fold(0f64, f64::max);
+    let finite_max = |it: &mut dyn Iterator<Item = f64>| it.filter(|v| v.is_finite()).fold(0f64, f64::max);
     let xmax = finite_max(&mut rows().map(x_of));
     let xmax = if xmax > 0.0 { xmax } else { 1.0 };
     let ymax = opts.ymax.unwrap_or_else(|| match opts.metric {
@@ -270,10 +168,7 @@ fn draw<DB: DrawingBackend>(
 
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(root);
-    builder
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60);
+    builder.margin(15).x_label_area_size(45).y_label_area_size(60);
     if let Some(t) = &opts.title {
         builder.caption(t, ("sans-serif", 22));
     }
@@ -298,13 +193,9 @@ fn draw<DB: DrawingBackend>(
         .draw()?;
 
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = colour(i);
         let points = |pick: fn((f64, f64)) -> f64| -> Vec<(f64, f64)> {
-            s.rows
-                .iter()
-                .map(|r| (x_of(r), pick(y_of(r))))
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect()
+            s.rows.iter().map(|r| (x_of(r), pick(y_of(r)))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
         };
         for piece in clip(&points(|(a, _)| a), ymax) {
             chart.draw_series(DashedLineSeries::new(piece, 6, 4, colour.stroke_width(1)))?;
@@ -319,13 +210,10 @@ fn draw<DB: DrawingBackend>(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], colour.stroke_width(3)));
     }
     let grey = RGBColor(90, 90, 90);
-    chart
-        .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
-        .label("train (dashed)")
-        .legend(move |(x, y)| {
-            let dash = |a, b| PathElement::new([(a, 0), (b, 0)], grey.stroke_width(1));
-            EmptyElement::at((x, y)) + dash(0, 6) + dash(9, 15) + dash(18, 24)
-        });
+    chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?.label("train (dashed)").legend(move |(x, y)| {
+        let dash = |a, b| PathElement::new([(a, 0), (b, 0)], grey.stroke_width(1));
+        EmptyElement::at((x, y)) + dash(0, 6) + dash(9, 15) + dash(18, 24)
+    });
     chart
         .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
         .label("test (bold)")
@@ -378,17 +266,10 @@ mod tests {
     use super::*;
     use std::fs;
 
-    const HEADER: &str =
-        "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec";
+    const HEADER: &str = "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec";
 
     /// A run dir with `epochs` rows of decaying curves; `val` adds the optional columns.
-    fn write_run(
-        root: &Path,
-        name: &str,
-        epochs: usize,
-        scale: f64,
-        val: bool,
-    ) -> std::path::PathBuf {
+    fn write_run(root: &Path, name: &str, epochs: usize, scale: f64, val: bool) -> std::path::PathBuf {
         let dir = root.join(name);
         fs::create_dir_all(&dir).unwrap();
         let mut text = String::from(HEADER);
@@ -415,10 +296,7 @@ mod tests {
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!(info.color_type, png::ColorType::Rgb);
-        let px = buf[..info.buffer_size()]
-            .chunks(3)
-            .map(|c| [c[0], c[1], c[2]])
-            .collect();
+        let px = buf[..info.buffer_size()].chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
         (info.width, info.height, px)
     }
 
@@ -440,14 +318,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("metrics.csv");
         let cases = [
-            (
-                "epoch,iteration,lr,train_loss,train_err,test_loss\n1,391,0.1,2.0,70.0,1.9\n",
-                "test_err",
-            ),
-            (
-                &format!("{HEADER}\n1,391,0.1,2.0,70.0,1.9,oops,10.0,5000.0\n"),
-                "line 2",
-            ),
+            ("epoch,iteration,lr,train_loss,train_err,test_loss\n1,391,0.1,2.0,70.0,1.9\n", "test_err"),
+            (&format!("{HEADER}\n1,391,0.1,2.0,70.0,1.9,oops,10.0,5000.0\n"), "line 2"),
             (&format!("{HEADER}\n1,391,0.1,2.0,70.0\n"), "line 2"),
             (&format!("{HEADER}\n"), "no data rows"),
         ];
@@ -460,10 +332,7 @@ mod tests {
         }
         let missing = tmp.path().join("nope");
         let msg = read_run(&missing).unwrap_err().to_string();
-        assert!(
-            msg.contains(&missing.join("metrics.csv").display().to_string()),
-            "{msg}"
-        );
+        assert!(msg.contains(&missing.join("metrics.csv").display().to_string()), "{msg}");
     }
 
     #[test]
@@ -474,10 +343,7 @@ mod tests {
             .map(|(n, k)| read_run(&write_run(tmp.path(), n, 40, *k, false)).unwrap())
             .collect();
         let out = tmp.path().join("fig6.png");
-        let opts = PlotOptions {
-            title: Some("CIFAR-10 plain nets".into()),
-            ..Default::default()
-        };
+        let opts = PlotOptions { title: Some("CIFAR-10 plain nets".into()), ..Default::default() };
         plot(&runs, &out, &opts).unwrap();
         let (w, h, px) = decode(&out);
         assert_eq!((w, h), (900, 600));
@@ -486,7 +352,7 @@ mod tests {
         let non_white = px.iter().filter(|p| **p != [255, 255, 255]).count();
         assert!(non_white > 2000, "{non_white} non-white pixels");
         // Both run colours are drawn.
-        for c in &COLOURS[..2] {
+        for c in &crate::figure::PALETTE[..2] {
             assert!(px.contains(&[c.0, c.1, c.2]), "colour {c:?} missing");
         }
         // Glyphs: the y-axis description sits in the leftmost 30 px, left of the tick labels.
@@ -494,10 +360,7 @@ mod tests {
             .flat_map(|y| (0..30).map(move |x| (x, y)))
             .filter(|&(x, y)| px[y * w as usize + x].iter().all(|&v| v < 128))
             .count();
-        assert!(
-            dark_left > 50,
-            "no text drawn at the left edge ({dark_left} dark pixels)"
-        );
+        assert!(dark_left > 50, "no text drawn at the left edge ({dark_left} dark pixels)");
     }
 
     #[test]
@@ -505,13 +368,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = read_run(&write_run(tmp.path(), "resnet-110", 10, 1.0, true)).unwrap();
         let out = tmp.path().join("loss.PNG");
-        let opts = PlotOptions {
-            x: XAxis::Epochs,
-            metric: Metric::Loss,
-            width: 640,
-            height: 480,
-            ..Default::default()
-        };
+        let opts =
+            PlotOptions { x: XAxis::Epochs, metric: Metric::Loss, width: 640, height: 480, ..Default::default() };
         plot(&[run], &out, &opts).unwrap();
         let (w, h, _) = decode(&out);
         assert_eq!((w, h), (640, 480));
@@ -523,48 +381,21 @@ mod tests {
         let mut run = read_run(&write_run(tmp.path(), "resnet-32", 8, 1.0, false)).unwrap();
         run.name = "ResNet-32 (ours)".into();
         let out = tmp.path().join("fig.svg");
-        plot(
-            &[run],
-            &out,
-            &PlotOptions {
-                ymax: Some(30.0),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        plot(&[run], &out, &PlotOptions { ymax: Some(30.0), ..Default::default() }).unwrap();
         let svg = fs::read_to_string(&out).unwrap();
-        assert!(
-            svg.starts_with("<svg") || svg.starts_with("<?xml"),
-            "{}",
-            &svg[..svg.len().min(80)]
-        );
-        for text in [
-            "ResNet-32 (ours)",
-            "iterations",
-            "error (%)",
-            "train (dashed)",
-        ] {
+        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..svg.len().min(80)]);
+        for text in ["ResNet-32 (ours)", "iterations", "error (%)", "train (dashed)"] {
             assert!(svg.contains(text), "missing {text}");
         }
     }
 
     #[test]
     fn clip_breaks_lines_at_the_top() {
-        let pts = [
-            (0.0, 30.0),
-            (1.0, 10.0),
-            (2.0, 10.0),
-            (3.0, 30.0),
-            (4.0, 40.0),
-            (5.0, 0.0),
-        ];
+        let pts = [(0.0, 30.0), (1.0, 10.0), (2.0, 10.0), (3.0, 30.0), (4.0, 40.0), (5.0, 0.0)];
         let pieces = clip(&pts, 20.0);
         assert_eq!(
             pieces,
-            vec![
-                vec![(0.5, 20.0), (1.0, 10.0), (2.0, 10.0), (2.5, 20.0)],
-                vec![(4.5, 20.0), (5.0, 0.0)],
-            ]
+            vec![vec![(0.5, 20.0), (1.0, 10.0), (2.0, 10.0), (2.5, 20.0)], vec![(4.5, 20.0), (5.0, 0.0)],]
         );
         assert!(clip(&[(0.0, 50.0), (1.0, 60.0)], 20.0).is_empty());
     }
@@ -574,20 +405,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = read_run(&write_run(tmp.path(), "r", 2, 1.0, false)).unwrap();
         for name in ["fig.pdf", "fig"] {
-            let msg = plot(
-                std::slice::from_ref(&run),
-                &tmp.path().join(name),
-                &PlotOptions::default(),
-            )
-            .unwrap_err()
-            .to_string();
+            let msg = plot(std::slice::from_ref(&run), &tmp.path().join(name), &PlotOptions::default())
+                .unwrap_err()
+                .to_string();
             assert!(msg.contains(".png or .svg"), "{msg}");
         }
         assert!(plot(&[], &tmp.path().join("x.png"), &PlotOptions::default()).is_err());
-        let bad = PlotOptions {
-            ymax: Some(f64::NAN),
-            ..Default::default()
-        };
+        let bad = PlotOptions { ymax: Some(f64::NAN), ..Default::default() };
         assert!(plot(std::slice::from_ref(&run), &tmp.path().join("x.png"), &bad).is_err());
     }
 }

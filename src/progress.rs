@@ -28,10 +28,7 @@ pub fn epoch_bar(images: u64, epoch: i64, epochs: i64, quiet: bool) -> ProgressB
 
 /// The plain summary line for a finished epoch.
 pub fn epoch_line(m: &EpochMetrics, epochs: i64) -> String {
-    let val = m
-        .val
-        .map(|(l, e)| format!("  val loss {l:.4} err {e:.2}%"))
-        .unwrap_or_default();
+    let val = m.val.map(|(l, e)| format!("  val loss {l:.4} err {e:.2}%")).unwrap_or_default();
     format!(
         "epoch {}/{epochs}  iter {}  lr {}  train loss {:.4} err {:.2}%  test loss {:.4} err {:.2}%{val}  {:.1} s  {:.0} img/s",
         m.epoch, m.iteration, m.lr, m.train_loss, m.train_err, m.test_loss, m.test_err, m.epoch_seconds, m.images_per_sec

@@ -40,50 +40,24 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
         ctx.normalization
     );
     let _ = writeln!(s, "test set: {} ({} images)", ctx.data_dir, e.images);
-    let _ = writeln!(
-        s,
-        "top-1 error {:.2}%  accuracy {:.2}%  loss {:.4}",
-        e.error,
-        e.accuracy(),
-        e.loss
-    );
+    let _ = writeln!(s, "top-1 error {:.2}%  accuracy {:.2}%  loss {:.4}", e.error, e.accuracy(), e.loss);
     let _ = writeln!(s, "per-class accuracy:");
     for (name, acc) in ctx.classes.iter().zip(per_class(e)) {
         let _ = writeln!(s, "  {name:<11} {acc:6.2}%");
     }
-    let _ = writeln!(
-        s,
-        "confusion matrix (rows: true class, columns: predicted):"
-    );
-    let short: Vec<String> = ctx
-        .classes
-        .iter()
-        .map(|c| c.chars().take(5).collect())
-        .collect();
-    let _ = writeln!(
-        s,
-        "{:<11}{}",
-        "",
-        short.iter().map(|c| format!("{c:>6}")).collect::<String>()
-    );
+    let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
+    let short: Vec<String> = ctx.classes.iter().map(|c| c.chars().take(5).collect()).collect();
+    let _ = writeln!(s, "{:<11}{}", "", short.iter().map(|c| format!("{c:>6}")).collect::<String>());
     let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("10×10 confusion matrix");
     for (name, row) in ctx.classes.iter().zip(m) {
-        let _ = writeln!(
-            s,
-            "{name:<11}{}",
-            row.iter().map(|v| format!("{v:>6}")).collect::<String>()
-        );
+        let _ = writeln!(s, "{name:<11}{}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
     }
     s
 }
 
 pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
-    let per: serde_json::Map<String, serde_json::Value> = ctx
-        .classes
-        .iter()
-        .cloned()
-        .zip(per_class(e).into_iter().map(|a| json!(a)))
-        .collect();
+    let per: serde_json::Map<String, serde_json::Value> =
+        ctx.classes.iter().cloned().zip(per_class(e).into_iter().map(|a| json!(a))).collect();
     json!({
         "checkpoint": ctx.checkpoint,
         "data_dir": ctx.data_dir,

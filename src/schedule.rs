@@ -44,22 +44,12 @@ impl LrSchedule {
     /// Drops at 50 % and 75 % of `total_iterations`.
     pub fn scaled(base_lr: f64, total_iterations: i64, warmup_iterations: i64) -> Self {
         let milestones = [total_iterations / 2, total_iterations * 3 / 4];
-        LrSchedule {
-            base_lr,
-            total_iterations,
-            milestones,
-            warmup_iterations,
-        }
+        LrSchedule { base_lr, total_iterations, milestones, warmup_iterations }
     }
 
     /// The paper's 64k iterations with drops at 32k and 48k.
     pub fn paper(base_lr: f64, warmup_iterations: i64) -> Self {
-        LrSchedule {
-            base_lr,
-            total_iterations: PAPER_ITERATIONS,
-            milestones: PAPER_MILESTONES,
-            warmup_iterations,
-        }
+        LrSchedule { base_lr, total_iterations: PAPER_ITERATIONS, milestones: PAPER_MILESTONES, warmup_iterations }
     }
 
     /// The learning rate for iteration `iteration` (0-based).

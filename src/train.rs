@@ -17,6 +17,7 @@ use crate::data::{Cifar10, RunData, Split};
 use crate::device::device_name;
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
+use crate::gradflow;
 use crate::metrics::{EpochMetrics, MetricsWriter};
 use crate::model::{parameter_count, ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
@@ -48,6 +49,8 @@ pub struct TrainConfig {
     pub threads: Option<i32>,
     /// No progress bar and no per-epoch lines (for callers that report themselves).
     pub quiet: bool,
+    /// Log the mean ‖∂L/∂x‖ at the network's input and at each stage's input per epoch.
+    pub log_grad_norms: bool,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +74,7 @@ impl Default for TrainConfig {
             seed: 0,
             threads: None,
             quiet: false,
+            log_grad_norms: false,
         }
     }
 }
@@ -81,31 +85,19 @@ impl TrainConfig {
         self.model.blocks_per_stage()?;
         let bad = |m: String| Err(Error::Config(m));
         if self.batch_size < 1 {
-            return bad(format!(
-                "--batch-size {} must be at least 1",
-                self.batch_size
-            ));
+            return bad(format!("--batch-size {} must be at least 1", self.batch_size));
         }
         if self.epochs < 1 {
             return bad(format!("--epochs {} must be at least 1", self.epochs));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!(
-                "--lr {} must be a positive number (the paper uses 0.1)",
-                self.lr
-            ));
+            return bad(format!("--lr {} must be a positive number (the paper uses 0.1)", self.lr));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!(
-                "--momentum {} must be in [0, 1) (the paper uses 0.9)",
-                self.momentum
-            ));
+            return bad(format!("--momentum {} must be in [0, 1) (the paper uses 0.9)", self.momentum));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "--weight-decay {} must be ≥ 0 (the paper uses 1e-4)",
-                self.weight_decay
-            ));
+            return bad(format!("--weight-decay {} must be ≥ 0 (the paper uses 1e-4)", self.weight_decay));
         }
         if matches!(self.limit_train, Some(0)) || matches!(self.limit_test, Some(0)) {
             return bad("--limit-train and --limit-test must be at least 1".into());
@@ -119,18 +111,15 @@ impl TrainConfig {
     }
 
     pub fn warmup_iterations(&self) -> i64 {
-        self.warmup_iters
-            .unwrap_or_else(|| default_warmup(self.model.depth))
+        self.warmup_iters.unwrap_or_else(|| default_warmup(self.model.depth))
     }
 
     /// The schedule for a run of `iters_per_epoch` iterations per epoch.
     pub fn lr_schedule(&self, iters_per_epoch: i64) -> LrSchedule {
         match self.schedule {
-            ScheduleKind::Scaled => LrSchedule::scaled(
-                self.lr,
-                self.epochs * iters_per_epoch,
-                self.warmup_iterations(),
-            ),
+            ScheduleKind::Scaled => {
+                LrSchedule::scaled(self.lr, self.epochs * iters_per_epoch, self.warmup_iterations())
+            }
             ScheduleKind::Paper => LrSchedule::paper(self.lr, self.warmup_iterations()),
         }
     }
@@ -158,6 +147,9 @@ impl TrainConfig {
             "out_dir": self.out_dir.display().to_string(),
             "device": device_name(self.device),
             "seed": self.seed,
+            "batch_norm": self.model.batch_norm,
+            "zero_init_residual": self.model.zero_init_residual,
+            "log_grad_norms": self.log_grad_norms,
             "threads": tch::get_num_threads(),
             "resnet_cifar_version": env!("CARGO_PKG_VERSION"),
             "tch_version": env!("TCH_VERSION"),
@@ -181,10 +173,7 @@ impl RunSummary {
         self.epochs.last().expect("a run has at least one epoch")
     }
     pub fn best_test_err(&self) -> f64 {
-        self.epochs
-            .iter()
-            .map(|m| m.test_err)
-            .fold(f64::INFINITY, f64::min)
+        self.epochs.iter().map(|m| m.test_err).fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -242,10 +231,10 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
     let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
 
     prepare_out_dir(&cfg.out_dir)?;
-    let config_json = serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs))
-        .expect("config serialises");
+    let config_json =
+        serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs)).expect("config serialises");
     checkpoint::write_atomic(&cfg.out_dir.join("config.json"), config_json.as_bytes())?;
-    let mut csv = MetricsWriter::create(&cfg.out_dir.join("metrics.csv"), val.is_some())?;
+    let mut csv = MetricsWriter::create(&cfg.out_dir.join("metrics.csv"), val.is_some(), cfg.log_grad_norms)?;
     if !cfg.quiet {
         println!(
             "training {} ({parameters} parameters) on {} for {epochs} epochs ({} iterations, batch {}) → {}",
@@ -268,9 +257,9 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
             normalizer: &normalizer,
             schedule: &schedule,
             batch_size: cfg.batch_size,
+            log_grad_norms: cfg.log_grad_norms,
         };
-        let (train_loss, train_err, seen) =
-            train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
+        let done = train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
         let train_seconds = t.elapsed().as_secs_f64();
         let test_eval = evaluate(&model, &test, &normalizer);
         let val_eval = val.as_ref().map(|v| evaluate(&model, v, &normalizer));
@@ -279,28 +268,20 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
             epoch,
             iteration,
             lr: schedule.lr_at(iteration - 1),
-            train_loss,
-            train_err,
+            train_loss: done.loss,
+            train_err: done.error,
             test_loss: test_eval.loss,
             test_err: test_eval.error,
             epoch_seconds: t.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_seconds,
+            images_per_sec: done.seen as f64 / train_seconds,
             val: val_eval.as_ref().map(|e| (e.loss, e.error)),
+            grad_norms: done.grad_norms,
         };
         csv.write(&row)?;
-        let meta = HashMap::from([
-            ("epoch".to_string(), epoch.to_string()),
-            ("iteration".to_string(), iteration.to_string()),
-        ]);
+        let meta =
+            HashMap::from([("epoch".to_string(), epoch.to_string()), ("iteration".to_string(), iteration.to_string())]);
         let last = cfg.out_dir.join("last.safetensors");
-        checkpoint::save(
-            &last,
-            &vs,
-            &cfg.model,
-            &normalizer,
-            Vec::new(),
-            meta.clone(),
-        )?;
+        checkpoint::save(&last, &vs, &cfg.model, &normalizer, Vec::new(), meta.clone())?;
         // Best by validation error; without a validation split, best is the last epoch.
         let improved = match &val_eval {
             Some(e) => e.error < best_val,
@@ -308,14 +289,7 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
         };
         if improved {
             best_val = val_eval.as_ref().map_or(best_val, |e| e.error);
-            checkpoint::save(
-                &cfg.out_dir.join("best.safetensors"),
-                &vs,
-                &cfg.model,
-                &normalizer,
-                Vec::new(),
-                meta,
-            )?;
+            checkpoint::save(&cfg.out_dir.join("best.safetensors"), &vs, &cfg.model, &normalizer, Vec::new(), meta)?;
         }
         if !cfg.quiet {
             println!("{}", progress::epoch_line(&row, epochs));
@@ -340,40 +314,61 @@ pub struct StepContext<'a> {
     pub normalizer: &'a Normalizer,
     pub schedule: &'a LrSchedule,
     pub batch_size: i64,
+    pub log_grad_norms: bool,
 }
 
-/// Runs one SGD step on a `u8` batch; returns the (undetached) loss and the logits.
-pub fn train_step(
-    ctx: &StepContext,
-    opt: &mut Sgd,
-    images: &Tensor,
-    labels: &Tensor,
-    lr: f64,
-) -> (Tensor, Tensor) {
+/// Where `--log-grad-norms` measures ‖∂L/∂x‖: the network's input and each stage's input.
+pub const GRAD_NORM_BOUNDARIES: [&str; 4] = ["input", "layer1.0", "layer2.0", "layer3.0"];
+
+/// What one SGD step returns: the loss (detached), the logits, and with
+/// `log_grad_norms` the mean ‖∂L/∂x‖ at [`GRAD_NORM_BOUNDARIES`] (device scalars).
+pub struct Step {
+    pub loss: Tensor,
+    pub logits: Tensor,
+    pub grad_norms: Vec<Tensor>,
+}
+
+/// Runs one SGD step on a `u8` batch.
+pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Tensor, lr: f64) -> Step {
     let x = augment::random_crop_flip(&ctx.normalizer.apply(images));
-    let logits = ctx.model.forward_t(&x, true);
+    let (logits, boundaries) = if ctx.log_grad_norms {
+        gradflow::forward_probed(ctx.model, &x, true, &|n| GRAD_NORM_BOUNDARIES.contains(&n))
+    } else {
+        (ctx.model.forward_t(&x, true), Vec::new())
+    };
     let loss = logits.cross_entropy_for_logits(labels);
     opt.zero_grad();
     loss.backward();
     opt.step(lr);
-    (loss, logits)
+    let grad_norms = boundaries.iter().map(gradflow::mean_grad_norm).collect();
+    Step { loss: loss.detach(), logits: logits.detach(), grad_norms }
 }
 
-/// One pass over `train` in a fresh random order. Returns mean loss, error in percent and
-/// the number of images seen. Loss and error accumulate on the device; the host reads
-/// them only to update the progress bar and check that the loss is finite.
+/// The outcome of one epoch of training.
+struct EpochTrain {
+    loss: f64,
+    error: f64,
+    seen: i64,
+    grad_norms: Option<Vec<f64>>,
+}
+
+/// One pass over `train` in a fresh random order. Loss and error accumulate on the
+/// device; the host reads them only to update the progress bar and check that the loss
+/// is finite.
 fn train_epoch(
     ctx: &StepContext,
     opt: &mut Sgd,
     train: &Split,
     iteration: &mut i64,
     bar: &indicatif::ProgressBar,
-) -> Result<(f64, f64, i64)> {
+) -> Result<EpochTrain> {
     let dev = train.images.device();
     let n = train.len();
     let perm = Tensor::randperm(n, (Kind::Int64, dev));
     let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
     let mut wrong = Tensor::zeros([], (Kind::Int64, dev));
+    let mut norm_sums: Vec<Tensor> = Vec::new();
+    let mut steps = 0i64;
     let mut seen = 0i64;
     let sync_every = if dev == Device::Cpu { 1 } else { 50 };
     let started = Instant::now();
@@ -384,16 +379,21 @@ fn train_epoch(
         let b = ctx.batch_size.min(n - start);
         let (images, labels) = train.select(&perm.narrow(0, start, b));
         let lr = ctx.schedule.lr_at(*iteration);
-        let (loss, logits) = train_step(ctx, opt, &images, &labels, lr);
-        let loss = loss.detach();
-        loss_sum += loss.to_kind(Kind::Double) * b as f64;
-        wrong += logits.argmax(-1, false).ne_tensor(&labels).sum(Kind::Int64);
+        let step = train_step(ctx, opt, &images, &labels, lr);
+        loss_sum += step.loss.to_kind(Kind::Double) * b as f64;
+        wrong += step.logits.argmax(-1, false).ne_tensor(&labels).sum(Kind::Int64);
+        if norm_sums.is_empty() {
+            norm_sums = step.grad_norms;
+        } else {
+            norm_sums.iter_mut().zip(&step.grad_norms).for_each(|(s, g)| *s += g);
+        }
+        steps += 1;
         seen += b;
         *iteration += 1;
         if *iteration % sync_every == 0 || start + b >= n {
-            let l = loss.double_value(&[]);
+            let l = step.loss.double_value(&[]);
             if !l.is_finite() {
-                return Err(Error::Config(format!(
+                return Err(Error::Diverged(format!(
                     "the loss became {l} at iteration {} (lr {lr}): training diverged; lower --lr or add --warmup-iters",
                     *iteration
                 )));
@@ -401,15 +401,16 @@ fn train_epoch(
             bar.set_position(seen as u64);
             let err = 100.0 * wrong.int64_value(&[]) as f64 / seen as f64;
             let ips = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!(
-                "loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"
-            ));
+            bar.set_message(format!("loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
         }
     }
     let seen_f = seen.max(1) as f64;
-    Ok((
-        loss_sum.double_value(&[]) / seen_f,
-        100.0 * wrong.int64_value(&[]) as f64 / seen_f,
+    let grad_norms =
+        ctx.log_grad_norms.then(|| norm_sums.iter().map(|s| s.double_value(&[]) / steps.max(1) as f64).collect());
+    Ok(EpochTrain {
+        loss: loss_sum.double_value(&[]) / seen_f,
+        error: 100.0 * wrong.int64_value(&[]) as f64 / seen_f,
         seen,
-    ))
+        grad_norms,
+    })
 }

@@ -24,18 +24,7 @@ fn seed_flags_train_without_a_subcommand() {
     synthetic_data_dir(tmp.path());
     let out = tmp.path().join("run");
     let o = bin()
-        .args([
-            "--epochs",
-            "1",
-            "--batch_size",
-            "64",
-            "--depth",
-            "8",
-            "--limit-train",
-            "256",
-            "--limit-test",
-            "128",
-        ])
+        .args(["--epochs", "1", "--batch_size", "64", "--depth", "8", "--limit-train", "256", "--limit-test", "128"])
         .args(["--device", "cpu", "--threads", "2", "--data-dir"])
         .arg(tmp.path())
         .arg("--out")
@@ -43,15 +32,8 @@ fn seed_flags_train_without_a_subcommand() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        stdout.contains("epoch 1/1"),
-        "one plain line per epoch without a terminal: {stdout}"
-    );
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("epoch 1/1"), "one plain line per epoch without a terminal: {stdout}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2);
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
@@ -60,32 +42,20 @@ fn seed_flags_train_without_a_subcommand() {
 
 #[test]
 fn summary_prints_the_layer_table() {
-    let o = bin()
-        .args(["summary", "--depth", "56", "--arch", "plain"])
-        .output()
-        .unwrap();
+    let o = bin().args(["summary", "--depth", "56", "--arch", "plain"]).output().unwrap();
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        s.contains("layer3.8") && s.contains("64×8×8") && s.contains("total parameters: 853018"),
-        "{s}"
-    );
+    assert!(s.contains("layer3.8") && s.contains("64×8×8") && s.contains("total parameters: 853018"), "{s}");
 }
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let o = bin().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} should fail");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{args:?}: {stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{args:?}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(needle),
-        "{args:?}: {stderr}"
-    );
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{args:?}: {stderr}");
 }
 
 #[test]
@@ -95,16 +65,7 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     assert_one_line_error(&["train", "--batch-size", "0"], "--batch-size");
     assert_one_line_error(&["train", "--lr", "-0.1"], "--lr");
     assert_one_line_error(&["train", "--device", "tpu"], "unknown device");
-    assert_one_line_error(
-        &[
-            "train",
-            "--data-dir",
-            "/nonexistent/cifar",
-            "--device",
-            "cpu",
-        ],
-        "download_cifar.sh",
-    );
+    assert_one_line_error(&["train", "--data-dir", "/nonexistent/cifar", "--device", "cpu"], "download_cifar.sh");
     if !tch::Cuda::is_available() {
         assert_one_line_error(&["train", "--device", "cuda"], "CUDA is not available");
     }

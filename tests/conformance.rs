@@ -24,25 +24,17 @@ const LOGIT_TOL: f64 = 1e-4;
 const GRAD_REL_TOL: f64 = 1e-4;
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/conformance")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance").join(name)
 }
 
 /// The Python with torch, or `None` (skip) outside CI.
 fn python() -> Option<String> {
     let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import torch, safetensors"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = Command::new(&py).args(["-c", "import torch, safetensors"]).status().map(|s| s.success()).unwrap_or(false);
     if ok {
         Some(py)
     } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "{py} has no torch/safetensors: the set-up (scripts/env.sh) must provide them in CI"
-        );
+        panic!("{py} has no torch/safetensors: the set-up (scripts/env.sh) must provide them in CI");
     } else {
         eprintln!("skipped: no Python with torch ({py}); run through `make test` to get one");
         None
@@ -55,16 +47,8 @@ fn fixtures() -> Option<&'static Path> {
     DIR.get_or_init(|| {
         let py = python()?;
         let dir = tempfile::tempdir().unwrap();
-        let o = Command::new(py)
-            .arg(script("gen_fixtures.py"))
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "gen_fixtures.py failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let o = Command::new(py).arg(script("gen_fixtures.py")).arg(dir.path()).output().unwrap();
+        assert!(o.status.success(), "gen_fixtures.py failed: {}", String::from_utf8_lossy(&o.stderr));
         Some(dir)
     })
     .as_ref()
@@ -78,9 +62,7 @@ fn max_abs(t: &Tensor) -> f64 {
 /// Splits a fixture file into the model checkpoint and the `fixture.*` tensors.
 fn split_fixture(path: &Path) -> (Checkpoint, BTreeMap<String, Tensor>) {
     let mut ckpt = checkpoint::read(path).unwrap();
-    let (fixture, model) = std::mem::take(&mut ckpt.tensors)
-        .into_iter()
-        .partition(|(k, _)| k.starts_with("fixture."));
+    let (fixture, model) = std::mem::take(&mut ckpt.tensors).into_iter().partition(|(k, _)| k.starts_with("fixture."));
     ckpt.tensors = model;
     (ckpt, fixture)
 }
@@ -111,8 +93,7 @@ fn logits_and_gradients_match_pytorch() {
                 let d = max_abs(&(&logits - &fx["fixture.logits_train"]));
                 assert!(d <= LOGIT_TOL, "{name}: max |Δlogit| = {d:e} (train)");
                 let loss = logits.cross_entropy_for_logits(y);
-                let dl =
-                    (loss.double_value(&[]) - fx["fixture.loss_train"].double_value(&[0])).abs();
+                let dl = (loss.double_value(&[]) - fx["fixture.loss_train"].double_value(&[0])).abs();
                 assert!(dl <= 1e-5, "{name}: |Δloss| = {dl:e}");
                 loss.backward();
                 let mut grads = 0;
@@ -122,16 +103,10 @@ fn logits_and_gradients_match_pytorch() {
                     }
                     let want = &fx[&format!("fixture.grad.{pname}")];
                     let rel = max_abs(&(p.grad() - want)) / max_abs(want).max(1e-12);
-                    assert!(
-                        rel <= GRAD_REL_TOL,
-                        "{name}: gradient of {pname} off by {rel:e} relative"
-                    );
+                    assert!(rel <= GRAD_REL_TOL, "{name}: gradient of {pname} off by {rel:e} relative");
                     grads += 1;
                 }
-                assert_eq!(
-                    grads,
-                    fx.keys().filter(|k| k.starts_with("fixture.grad.")).count()
-                );
+                assert_eq!(grads, fx.keys().filter(|k| k.starts_with("fixture.grad.")).count());
                 cases += 1;
             }
         }
@@ -144,17 +119,10 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
     let Some(py) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    for (depth, shortcut) in [
-        (8, resnet_cifar::Shortcut::B),
-        (14, resnet_cifar::Shortcut::A),
-    ] {
+    for (depth, shortcut) in [(8, resnet_cifar::Shortcut::B), (14, resnet_cifar::Shortcut::A)] {
         let run_dir = out.join(format!("{depth}"));
         let cfg = TrainConfig {
-            model: resnet_cifar::ResNetConfig {
-                depth,
-                shortcut,
-                ..Default::default()
-            },
+            model: resnet_cifar::ResNetConfig { depth, shortcut, ..Default::default() },
             epochs: 1,
             batch_size: 64,
             out_dir: run_dir.clone(),
@@ -183,16 +151,36 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let theirs = checkpoint::read(&logits_path).unwrap();
-        assert_eq!(
-            theirs.metadata["missing"], "",
-            "PyTorch found weights missing"
-        );
+        assert_eq!(theirs.metadata["missing"], "", "PyTorch found weights missing");
         let unexpected = &theirs.metadata["unexpected"];
-        assert_eq!(
-            unexpected, "normalization.mean,normalization.std",
-            "only the statistics are extra"
-        );
+        assert_eq!(unexpected, "normalization.mean,normalization.std", "only the statistics are extra");
         let d = max_abs(&(&ours - &theirs.tensors["logits"].to_kind(Kind::Float)));
         assert!(d <= LOGIT_TOL, "depth {depth}: max |Δlogit| = {d:e}");
+    }
+}
+
+#[test]
+fn layer_responses_match_pytorch_forward_hooks() {
+    let Some(dir) = fixtures() else { return };
+    let py = python().unwrap();
+    for name in ["resnet-A-20", "plain-B-56", "resnet-B-20"] {
+        let path = dir.join(format!("{name}.safetensors"));
+        let (ckpt, fx) = split_fixture(&path);
+        let mut vs = VarStore::new(Device::Cpu);
+        let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
+        ckpt.load_into(&mut vs).unwrap();
+        let ours =
+            resnet_cifar::gradflow::layer_responses_of(&model, std::iter::once(fx["fixture.input"].shallow_clone()));
+
+        let out = dir.join(format!("{name}.responses.safetensors"));
+        let o = Command::new(&py).arg(script("pytorch_responses.py")).arg(&path).arg(&out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs = checkpoint::read(&out).unwrap();
+        let stds = Vec::<f64>::try_from(&theirs.tensors["stds"]).unwrap();
+        assert_eq!(ours.len(), stds.len(), "{name}: one value per 3×3 layer");
+        assert_eq!(ours.len() as i64, ckpt.model_config().unwrap().depth - 1);
+        for ((layer, a), b) in ours.iter().zip(&stds) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name} {layer}: ours {a}, PyTorch hooks {b}");
+        }
     }
 }

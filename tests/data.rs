@@ -30,40 +30,25 @@ fn parses_a_valid_batch() {
 fn rejects_a_truncated_file_naming_it() {
     let mut bytes = valid_batch();
     bytes.truncate(bytes.len() - 100);
-    let err = parse_batch(&bytes, Path::new("dir/data_batch_3.bin"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("dir/data_batch_3.bin") && err.contains("truncated"),
-        "{err}"
-    );
+    let err = parse_batch(&bytes, Path::new("dir/data_batch_3.bin")).unwrap_err().to_string();
+    assert!(err.contains("dir/data_batch_3.bin") && err.contains("truncated"), "{err}");
 }
 
 #[test]
 fn rejects_label_ten_naming_file_and_record() {
     let mut bytes = valid_batch();
     bytes[7 * RECORD_BYTES] = 10;
-    let err = parse_batch(&bytes, Path::new("test_batch.bin"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("test_batch.bin") && err.contains("record 7") && err.contains("label 10"),
-        "{err}"
-    );
+    let err = parse_batch(&bytes, Path::new("test_batch.bin")).unwrap_err().to_string();
+    assert!(err.contains("test_batch.bin") && err.contains("record 7") && err.contains("label 10"), "{err}");
 }
 
 #[test]
 fn missing_directory_and_file_say_how_to_get_the_data() {
-    let err = Cifar10::load(Path::new("/nonexistent/cifar"))
-        .unwrap_err()
-        .to_string();
+    let err = Cifar10::load(Path::new("/nonexistent/cifar")).unwrap_err().to_string();
     assert!(err.contains("download_cifar.sh"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let err = Cifar10::load(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("data_batch_1.bin") && err.contains("missing"),
-        "{err}"
-    );
+    assert!(err.contains("data_batch_1.bin") && err.contains("missing"), "{err}");
 }
 
 #[test]
@@ -92,14 +77,8 @@ fn real_data_loads_all_60000_records() {
     assert_eq!(data.train.images.kind(), Kind::Uint8);
     let train_counts = data.train.labels.bincount::<Tensor>(None, 10);
     let test_counts = data.test.labels.bincount::<Tensor>(None, 10);
-    assert!(
-        train_counts.eq(5000).all().int64_value(&[]) == 1,
-        "5,000 training images per class"
-    );
-    assert!(
-        test_counts.eq(1000).all().int64_value(&[]) == 1,
-        "1,000 test images per class"
-    );
+    assert!(train_counts.eq(5000).all().int64_value(&[]) == 1, "5,000 training images per class");
+    assert!(test_counts.eq(1000).all().int64_value(&[]) == 1, "1,000 test images per class");
     assert_eq!(data.classes.len(), 10);
     let mean = Normalizer::fit(Normalization::PixelMean, &data.train.images).mean;
     let m = mean.mean(Kind::Float).double_value(&[]);
@@ -130,12 +109,7 @@ fn batched_crop_flip_equals_the_per_image_version() {
     let dy: Vec<i64> = (0..16).map(|i| (i * 5) % 9).collect();
     let dx: Vec<i64> = (0..16).map(|i| (i * 7 + 2) % 9).collect();
     let flip: Vec<bool> = (0..16).map(|i| i % 3 == 0).collect();
-    let got = crop_flip(
-        &x,
-        &Tensor::from_slice(&dy),
-        &Tensor::from_slice(&dx),
-        &Tensor::from_slice(&flip),
-    );
+    let got = crop_flip(&x, &Tensor::from_slice(&dy), &Tensor::from_slice(&dx), &Tensor::from_slice(&flip));
     assert!(got.equal(&naive(&x, &dy, &dx, &flip)));
 }
 
@@ -143,14 +117,10 @@ fn batched_crop_flip_equals_the_per_image_version() {
 fn augmentation_keeps_each_image_in_its_place() {
     // Image b is the constant b+1: after augmentation every pixel is b+1 or padding (0).
     let b = 64;
-    let x = (Tensor::arange(b, (Kind::Float, Device::Cpu)) + 1.0)
-        .view([b, 1, 1, 1])
-        .expand([b, 3, 32, 32], true);
+    let x = (Tensor::arange(b, (Kind::Float, Device::Cpu)) + 1.0).view([b, 1, 1, 1]).expand([b, 3, 32, 32], true);
     let y = random_crop_flip(&x.contiguous());
     let max = y.amax([1i64, 2, 3].as_slice(), false);
-    let min_nonzero = y
-        .where_scalarother(&y.ne(0.0), 1e9)
-        .amin([1i64, 2, 3].as_slice(), false);
+    let min_nonzero = y.where_scalarother(&y.ne(0.0), 1e9).amin([1i64, 2, 3].as_slice(), false);
     let expected = Tensor::arange(b, (Kind::Float, Device::Cpu)) + 1.0;
     assert!(max.equal(&expected) && min_nonzero.equal(&expected));
     // At least 24 of 32 rows and columns are always image, never padding.

@@ -16,14 +16,7 @@ fn bin() -> Command {
 
 fn model_tensors(depth: i64) -> (VarStore, Vec<(String, Tensor)>) {
     let vs = VarStore::new(Device::Cpu);
-    let _ = ResNet::new(
-        &vs.root(),
-        ResNetConfig {
-            depth,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let _ = ResNet::new(&vs.root(), ResNetConfig { depth, ..Default::default() }).unwrap();
     let t = vs.variables().into_iter().collect();
     (vs, t)
 }
@@ -37,33 +30,17 @@ fn accepts_dataparallel_prefix_and_num_batches_tracked() {
             let _ = t.uniform_(-1.0, 1.0);
         }
     });
-    let mut renamed: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| (format!("module.{n}"), t.shallow_clone()))
-        .collect();
+    let mut renamed: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| (format!("module.{n}"), t.shallow_clone())).collect();
     renamed.push(("module.bn1.num_batches_tracked".into(), Tensor::from(5i64)));
     let path = tmp.path().join("dp.safetensors");
     checkpoint::write(&path, &renamed, Default::default()).unwrap();
     let ckpt = checkpoint::read(&path).unwrap();
-    assert_eq!(
-        ckpt.model_config().unwrap().depth,
-        8,
-        "depth inferred from the tensor names"
-    );
+    assert_eq!(ckpt.model_config().unwrap().depth, 8, "depth inferred from the tensor names");
     let mut vs = VarStore::new(Device::Cpu);
-    let model = ResNet::new(
-        &vs.root(),
-        ResNetConfig {
-            depth: 8,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = ResNet::new(&vs.root(), ResNetConfig { depth: 8, ..Default::default() }).unwrap();
     ckpt.load_into(&mut vs).unwrap();
-    let _ = model.forward_t(
-        &Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
-        false,
-    );
+    let _ = model.forward_t(&Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
     let theirs = src.variables();
     for (n, t) in vs.variables() {
         assert!(t.equal(&theirs[&n]), "{n} differs");
@@ -76,25 +53,11 @@ fn a_depth_56_file_given_as_depth_20_names_every_problem() {
     let (_, tensors) = model_tensors(56);
     let path = tmp.path().join("r56.safetensors");
     checkpoint::write(&path, &tensors, Default::default()).unwrap();
-    let o = bin()
-        .args([
-            "eval",
-            "--depth",
-            "20",
-            "--normalize",
-            "imagenet",
-            "--weights",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let o = bin().args(["eval", "--depth", "20", "--normalize", "imagenet", "--weights"]).arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("r56.safetensors") && err.contains("unexpected") && err.contains("layer1.3."),
-        "{err}"
-    );
+    assert!(err.contains("r56.safetensors") && err.contains("unexpected") && err.contains("layer1.3."), "{err}");
 }
 
 #[test]
@@ -110,18 +73,13 @@ fn a_corrupt_or_truncated_checkpoint_is_a_one_line_error() {
     std::fs::write(&garbage, b"\x80\x02}q\x00(X\x05\x00\x00\x00pickle").unwrap();
     for p in [truncated, garbage] {
         let err = checkpoint::read(&p).unwrap_err().to_string();
-        assert!(
-            err.contains(&*p.to_string_lossy()) && err.contains("not a valid safetensors file"),
-            "{err}"
-        );
+        assert!(err.contains(&*p.to_string_lossy()) && err.contains("not a valid safetensors file"), "{err}");
     }
 }
 
 fn reference(name: &str) -> Option<(PathBuf, PathBuf)> {
-    let (Some(w), Some(d)) = (
-        std::env::var_os("RESNET_CIFAR_REFERENCE_WEIGHTS"),
-        std::env::var_os("CIFAR10_DIR"),
-    ) else {
+    let (Some(w), Some(d)) = (std::env::var_os("RESNET_CIFAR_REFERENCE_WEIGHTS"), std::env::var_os("CIFAR10_DIR"))
+    else {
         eprintln!("skipped: RESNET_CIFAR_REFERENCE_WEIGHTS and CIFAR10_DIR not both set");
         return None;
     };
@@ -134,15 +92,7 @@ fn reference_resnet20_evaluates_on_the_test_set() {
         return;
     };
     let o = bin()
-        .args([
-            "eval",
-            "--json",
-            "--normalize",
-            "imagenet",
-            "--device",
-            "cpu",
-            "--weights",
-        ])
+        .args(["eval", "--json", "--normalize", "imagenet", "--device", "cpu", "--weights"])
         .arg(&weights)
         .arg("--data-dir")
         .arg(&data)
@@ -166,26 +116,12 @@ fn predict_reads_images_of_any_size_and_reports_bad_files() {
     let (vs, _) = model_tensors(8);
     let ckpt = tmp.path().join("m.safetensors");
     let norm = Normalizer::imagenet();
-    checkpoint::save(
-        &ckpt,
-        &vs,
-        &ResNetConfig {
-            depth: 8,
-            ..Default::default()
-        },
-        &norm,
-        vec![],
-        Default::default(),
-    )
-    .unwrap();
+    checkpoint::save(&ckpt, &vs, &ResNetConfig { depth: 8, ..Default::default() }, &norm, vec![], Default::default())
+        .unwrap();
     let png = tmp.path().join("cat.png");
-    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 128]))
-        .save(&png)
-        .unwrap();
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 128])).save(&png).unwrap();
     let jpg = tmp.path().join("dog.jpg");
-    image::RgbImage::from_fn(20, 20, |x, _| image::Rgb([200, x as u8 * 10, 0]))
-        .save(&jpg)
-        .unwrap();
+    image::RgbImage::from_fn(20, 20, |x, _| image::Rgb([200, x as u8 * 10, 0])).save(&jpg).unwrap();
     let bad = tmp.path().join("broken.png");
     std::fs::write(&bad, b"not an image").unwrap();
     let o = bin()
@@ -198,12 +134,6 @@ fn predict_reads_images_of_any_size_and_reports_bad_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "one file could not be read");
     assert_eq!(out.lines().count(), 2, "{out}");
-    assert!(
-        out.contains("cat.png: ") && out.contains("dog.jpg: ") && out.contains('%'),
-        "{out}"
-    );
-    assert!(
-        err.contains("broken.png") && !err.contains("panicked"),
-        "{err}"
-    );
+    assert!(out.contains("cat.png: ") && out.contains("dog.jpg: ") && out.contains('%'), "{out}");
+    assert!(err.contains("broken.png") && !err.contains("panicked"), "{err}");
 }

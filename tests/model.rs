@@ -1,61 +1,34 @@
 //! Shapes, parameter counts and the option-A shortcut of the paper's CIFAR networks.
 
-use resnet_cifar::model::{
-    parameter_count, Arch, BasicBlock, ResNet, ResNetConfig, Shortcut, ShortcutPath,
-};
+use resnet_cifar::model::{parameter_count, Arch, BasicBlock, ResNet, ResNetConfig, Shortcut, ShortcutPath};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 fn build(depth: i64, arch: Arch, shortcut: Shortcut) -> (VarStore, ResNet) {
     let vs = VarStore::new(Device::Cpu);
-    let model = ResNet::new(
-        &vs.root(),
-        ResNetConfig {
-            depth,
-            arch,
-            shortcut,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = ResNet::new(&vs.root(), ResNetConfig { depth, arch, shortcut, ..Default::default() }).unwrap();
     (vs, model)
 }
 
 /// The counts of the PyTorch reference (akamaster/pytorch_resnet_cifar10) for option A.
-const COUNTS: [(i64, i64); 6] = [
-    (20, 269_722),
-    (32, 464_154),
-    (44, 658_586),
-    (56, 853_018),
-    (110, 1_727_962),
-    (1202, 19_421_274),
-];
+const COUNTS: [(i64, i64); 6] =
+    [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962), (1202, 19_421_274)];
 
 #[test]
 fn parameter_counts_match_the_paper_networks() {
     for (depth, count) in COUNTS {
-        for (arch, shortcut, extra) in [
-            (Arch::Resnet, Shortcut::A, 0),
-            (Arch::Plain, Shortcut::A, 0),
-            (Arch::Resnet, Shortcut::B, 2_752),
-        ] {
+        for (arch, shortcut, extra) in
+            [(Arch::Resnet, Shortcut::A, 0), (Arch::Plain, Shortcut::A, 0), (Arch::Resnet, Shortcut::B, 2_752)]
+        {
             let (vs, _) = build(depth, arch, shortcut);
-            assert_eq!(
-                parameter_count(&vs),
-                count + extra,
-                "{arch}-{depth} shortcut {shortcut}"
-            );
+            assert_eq!(parameter_count(&vs), count + extra, "{arch}-{depth} shortcut {shortcut}");
         }
     }
 }
 
 #[test]
 fn output_shapes() {
-    for (arch, shortcut) in [
-        (Arch::Resnet, Shortcut::A),
-        (Arch::Resnet, Shortcut::B),
-        (Arch::Plain, Shortcut::A),
-    ] {
+    for (arch, shortcut) in [(Arch::Resnet, Shortcut::A), (Arch::Resnet, Shortcut::B), (Arch::Plain, Shortcut::A)] {
         let (_, model) = build(20, arch, shortcut);
         let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         for train in [true, false] {
@@ -77,14 +50,7 @@ fn output_shapes() {
 fn depth_must_be_6n_plus_2() {
     for depth in [0, 7, 21, 100] {
         let vs = VarStore::new(Device::Cpu);
-        let err = ResNet::new(
-            &vs.root(),
-            ResNetConfig {
-                depth,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let err = ResNet::new(&vs.root(), ResNetConfig { depth, ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("6n+2"), "{err}");
     }
 }
@@ -102,23 +68,15 @@ fn option_a_subsamples_and_pads_with_exact_zeros() {
     assert_eq!(s.narrow(1, 0, 8).abs().max().double_value(&[]), 0.0);
     assert_eq!(s.narrow(1, 24, 8).abs().max().double_value(&[]), 0.0);
     let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
-    assert!(
-        s.narrow(1, 8, 16).equal(&sub),
-        "the middle channels are x[:, :, ::2, ::2] exactly"
-    );
+    assert!(s.narrow(1, 8, 16).equal(&sub), "the middle channels are x[:, :, ::2, ::2] exactly");
 }
 
 #[test]
 fn plain_blocks_have_no_shortcut_and_identity_blocks_pass_x() {
     let (_, plain) = build(20, Arch::Plain, Shortcut::A);
-    assert!(plain
-        .blocks()
-        .all(|(_, b)| matches!(b.shortcut, ShortcutPath::None)));
+    assert!(plain.blocks().all(|(_, b)| matches!(b.shortcut, ShortcutPath::None)));
     let (_, res) = build(20, Arch::Resnet, Shortcut::B);
-    let projections = res
-        .blocks()
-        .filter(|(_, b)| matches!(b.shortcut, ShortcutPath::Projection { .. }))
-        .count();
+    let projections = res.blocks().filter(|(_, b)| matches!(b.shortcut, ShortcutPath::Projection { .. })).count();
     assert_eq!(projections, 2);
     let x = Tensor::randn([1, 16, 32, 32], (Kind::Float, Device::Cpu));
     let (_, b) = res.blocks().next().unwrap();
@@ -135,17 +93,9 @@ fn names(depth: i64, arch: Arch, shortcut: Shortcut) -> Vec<String> {
 #[test]
 fn variable_names_are_the_pytorch_state_dict_names() {
     let n = names(20, Arch::Resnet, Shortcut::A);
-    assert!(
-        n.iter().all(|s| !s.contains("__")),
-        "tch renamed a colliding path: {n:?}"
-    );
-    let mut expected = vec![
-        "conv1.weight".to_string(),
-        "linear.weight".into(),
-        "linear.bias".into(),
-    ];
-    let bn =
-        |p: &str| ["weight", "bias", "running_mean", "running_var"].map(|s| format!("{p}.{s}"));
+    assert!(n.iter().all(|s| !s.contains("__")), "tch renamed a colliding path: {n:?}");
+    let mut expected = vec!["conv1.weight".to_string(), "linear.weight".into(), "linear.bias".into()];
+    let bn = |p: &str| ["weight", "bias", "running_mean", "running_var"].map(|s| format!("{p}.{s}"));
     expected.extend(bn("bn1"));
     for s in 1..=3 {
         for i in 0..3 {

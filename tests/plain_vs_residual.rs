@@ -22,13 +22,7 @@ fn example_bin() -> PathBuf {
             Some(p) => p,
         };
         let built = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--example",
-                "plain_vs_residual",
-                "--profile",
-                profile,
-            ])
+            .args(["build", "--example", "plain_vs_residual", "--profile", profile])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status();
         assert!(
@@ -52,14 +46,7 @@ fn synthetic_data_dir(dir: &Path) {
 
 fn run(data: &Path, out: &Path, depths: &str, epochs: &str) -> Output {
     Command::new(example_bin())
-        .args([
-            "--depths",
-            depths,
-            "--epochs",
-            epochs,
-            "--limit-train",
-            "256",
-        ])
+        .args(["--depths", depths, "--epochs", epochs, "--limit-train", "256"])
         .args(["--limit-test", "128", "--batch-size", "64"])
         .args(["--device", "cpu", "--threads", "2", "--data-dir"])
         .arg(data)
@@ -73,11 +60,7 @@ fn run(data: &Path, out: &Path, depths: &str, epochs: &str) -> Output {
 fn run_ok(data: &Path, out: &Path) -> String {
     let o = run(data, out, "8", "1");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     stdout
 }
 
@@ -96,20 +79,12 @@ fn trains_tabulates_plots_and_resumes() {
 
     // First run: both networks train.
     let stdout = run_ok(&data_dir, &out);
-    assert!(
-        stdout.contains("training plain-8") && stdout.contains("training resnet-8"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("training plain-8") && stdout.contains("training resnet-8"), "{stdout}");
     let md = String::from_utf8(read(&out.join("results.md"))).unwrap();
     assert!(md.contains("| run | depth | params |"), "{md}");
-    assert!(
-        md.contains("limit-train 256") && md.contains("batch size 64"),
-        "{md}"
-    );
+    assert!(md.contains("limit-train 256") && md.contains("batch size 64"), "{md}");
     for run in ["plain-8", "resnet-8"] {
-        let row = md
-            .lines()
-            .find(|l| l.starts_with(&format!("| {run} | 8 |")));
+        let row = md.lines().find(|l| l.starts_with(&format!("| {run} | 8 |")));
         assert!(row.is_some_and(|r| r.ends_with("| cpu |")), "{run}: {md}");
         assert_eq!(read(&csv(run)).iter().filter(|&&b| b == b'\n').count(), 2);
     }
@@ -125,28 +100,19 @@ fn trains_tabulates_plots_and_resumes() {
     let before = (read(&csv("plain-8")), read(&csv("resnet-8")));
     let stdout = run_ok(&data_dir, &out);
     for run in ["plain-8", "resnet-8"] {
-        assert!(
-            stdout.contains(&format!("skipping {run}: finished")),
-            "{stdout}"
-        );
+        assert!(stdout.contains(&format!("skipping {run}: finished")), "{stdout}");
         assert!(!stdout.contains(&format!("training {run}")), "{stdout}");
     }
     assert_eq!(before, (read(&csv("plain-8")), read(&csv("resnet-8"))));
     let md2 = String::from_utf8(read(&out.join("results.md"))).unwrap();
-    assert!(
-        md2.contains("| plain-8 | 8 |") && md2.contains("| resnet-8 | 8 |"),
-        "{md2}"
-    );
+    assert!(md2.contains("| plain-8 | 8 |") && md2.contains("| resnet-8 | 8 |"), "{md2}");
 
     // Other settings over finished runs: refused in one line, nothing touched.
     let o = run(&data_dir, &out, "8", "2");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: ") && stderr.contains("epochs"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("error: ") && stderr.contains("epochs"), "{stderr}");
     assert_eq!(before, (read(&csv("plain-8")), read(&csv("resnet-8"))));
 
     // An interrupted run (header only) is deleted and trained again; the other is kept.
@@ -157,13 +123,7 @@ fn trains_tabulates_plots_and_resumes() {
     assert!(!stdout.contains("skipping plain-8"), "{stdout}");
     assert!(stdout.contains("training plain-8"), "{stdout}");
     assert!(stdout.contains("skipping resnet-8: finished"), "{stdout}");
-    assert_eq!(
-        read(&csv("plain-8"))
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count(),
-        2
-    );
+    assert_eq!(read(&csv("plain-8")).iter().filter(|&&b| b == b'\n').count(), 2);
     assert_eq!(before.1, read(&csv("resnet-8")));
 }
 
@@ -174,9 +134,6 @@ fn bad_depth_is_one_line_error() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: ") && stderr.contains("6n+2"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("error: ") && stderr.contains("6n+2"), "{stderr}");
     assert!(!tmp.path().join("out").exists());
 }

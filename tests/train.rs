@@ -13,10 +13,7 @@ use tch::Device;
 
 fn tiny_config(out: &Path, epochs: i64) -> TrainConfig {
     TrainConfig {
-        model: ResNetConfig {
-            depth: 8,
-            ..Default::default()
-        },
+        model: ResNetConfig { depth: 8, ..Default::default() },
         epochs,
         batch_size: 64,
         out_dir: out.to_path_buf(),
@@ -39,28 +36,17 @@ fn a_short_run_lowers_the_loss_and_writes_one_row_per_epoch() {
     assert_eq!(summary.epochs.len(), 4);
     let first = &summary.epochs[0];
     let last = summary.last();
-    assert!(
-        last.train_loss < 0.7 * first.train_loss,
-        "loss {} → {}",
-        first.train_loss,
-        last.train_loss
-    );
+    assert!(last.train_loss < 0.7 * first.train_loss, "loss {} → {}", first.train_loss, last.train_loss);
     assert!(last.test_err < 50.0, "test error {}", last.test_err);
     assert_eq!(last.iteration, 4 * 12);
 
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec"
-    );
+    assert_eq!(lines[0], "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec");
     assert_eq!(lines.len(), 5);
     assert!(lines[4].starts_with("4,48,"));
     // The rate used in each epoch: divided by 10 at 50 % (iteration 24) and 75 % (36).
-    let lrs: Vec<&str> = lines[1..]
-        .iter()
-        .map(|l| l.split(',').nth(2).unwrap())
-        .collect();
+    let lrs: Vec<&str> = lines[1..].iter().map(|l| l.split(',').nth(2).unwrap()).collect();
     assert_eq!(lrs, ["0.1", "0.1", "0.01", "0.001"]);
     for f in ["config.json", "last.safetensors", "best.safetensors"] {
         assert!(out.join(f).is_file(), "{f} missing");
@@ -98,20 +84,14 @@ fn checkpoints_reload_exactly_and_refuse_another_architecture() {
     let mut vs20 = VarStore::new(Device::Cpu);
     let _ = ResNet::new(&vs20.root(), ResNetConfig::default()).unwrap();
     let err = ckpt.load_into(&mut vs20).unwrap_err().to_string();
-    assert!(
-        err.contains("last.safetensors") && err.contains("missing") && err.contains("layer1.1."),
-        "{err}"
-    );
+    assert!(err.contains("last.safetensors") && err.contains("missing") && err.contains("layer1.1."), "{err}");
 }
 
 #[test]
 fn validation_split_adds_columns_and_selects_best() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let cfg = TrainConfig {
-        val_split: 128,
-        ..tiny_config(&out, 2)
-    };
+    let cfg = TrainConfig { val_split: 128, ..tiny_config(&out, 2) };
     run_with_data(&cfg, &synthetic()).unwrap();
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.lines().next().unwrap().ends_with(",val_loss,val_err"));
@@ -127,11 +107,7 @@ fn refuses_to_train_into_an_existing_run() {
     let before = std::fs::read(out.join("metrics.csv")).unwrap();
     let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();
     assert!(err.contains("already holds a run"), "{err}");
-    assert_eq!(
-        std::fs::read(out.join("metrics.csv")).unwrap(),
-        before,
-        "nothing overwritten"
-    );
+    assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), before, "nothing overwritten");
 }
 
 #[test]
@@ -139,37 +115,10 @@ fn invalid_settings_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_config(&dir.path().join("run"), 1);
     let cases = [
-        (
-            TrainConfig {
-                batch_size: 0,
-                ..base.clone()
-            },
-            "--batch-size",
-        ),
-        (
-            TrainConfig {
-                lr: -0.1,
-                ..base.clone()
-            },
-            "--lr",
-        ),
-        (
-            TrainConfig {
-                epochs: 0,
-                ..base.clone()
-            },
-            "--epochs",
-        ),
-        (
-            TrainConfig {
-                model: ResNetConfig {
-                    depth: 21,
-                    ..Default::default()
-                },
-                ..base.clone()
-            },
-            "6n+2",
-        ),
+        (TrainConfig { batch_size: 0, ..base.clone() }, "--batch-size"),
+        (TrainConfig { lr: -0.1, ..base.clone() }, "--lr"),
+        (TrainConfig { epochs: 0, ..base.clone() }, "--epochs"),
+        (TrainConfig { model: ResNetConfig { depth: 21, ..Default::default() }, ..base.clone() }, "6n+2"),
     ];
     for (cfg, needle) in cases {
         let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();

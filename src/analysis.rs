@@ -1,0 +1,191 @@
+//! The `grad-flow` and `responses` commands: run [`crate::gradflow`] over several networks
+//! or checkpoints, write the CSV tables and draw the figures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{self, Split};
+use crate::figure::{line_chart, Line, Panel};
+use crate::gradflow::{self, FlowRow};
+use crate::inference::{load_model, normalizer_for, ModelOverrides};
+use crate::model::{ResNet, ResNetConfig};
+use crate::normalize::{Normalization, Normalizer};
+
+/// `k` batches of `batch_size` training images in a seeded random order, normalised, not
+/// augmented, on `device`.
+pub fn fixed_batches(
+    train: &Split,
+    normalizer: &Normalizer,
+    k: i64,
+    batch_size: i64,
+    seed: i64,
+    device: Device,
+) -> Vec<(Tensor, Tensor)> {
+    tch::manual_seed(seed);
+    let perm = Tensor::randperm(train.len(), (Kind::Int64, Device::Cpu));
+    (0..k)
+        .filter(|i| i * batch_size < train.len())
+        .map(|i| {
+            let idx = perm.narrow(0, i * batch_size, batch_size.min(train.len() - i * batch_size));
+            let (x, y) = train.select(&idx);
+            (normalizer.apply(&x.to_device(device)), y.to_device(device))
+        })
+        .collect()
+}
+
+/// One network's gradient-flow table, named for the figure and the CSV.
+pub struct Flow {
+    pub name: String,
+    pub rows: Vec<FlowRow>,
+}
+
+/// Gradient flow of a freshly initialised network (seeded) on `batches`.
+pub fn flow_at_init(cfg: ResNetConfig, batches: &[(Tensor, Tensor)], seed: i64, device: Device) -> Result<Flow> {
+    tch::manual_seed(seed);
+    let vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), cfg)?;
+    let mut name = cfg.name();
+    if cfg.zero_init_residual {
+        name.push_str("-zeroinit");
+    }
+    Ok(Flow { name, rows: gradflow::grad_flow(&model, batches, true) })
+}
+
+/// Writes all tables into one CSV (a `model` column first) and the figure: ‖∂L/∂x_l‖
+/// relative to the last block, and std(x_l), against the boundary index, log scale.
+pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &str) -> Result<()> {
+    let mut w = csv::Writer::from_path(csv_path).with_context(|| format!("{}", csv_path.display()))?;
+    w.write_record(["model", "index", "boundary", "grad_norm", "ratio_to_last", "activation_std"])?;
+    for f in flows {
+        for r in &f.rows {
+            w.write_record([
+                f.name.clone(),
+                r.index.to_string(),
+                r.name.clone(),
+                format!("{:e}", r.grad_norm),
+                format!("{:e}", r.ratio_to_last),
+                format!("{:e}", r.activation_std),
+            ])?;
+        }
+    }
+    w.flush().with_context(|| format!("{}", csv_path.display()))?;
+    let lines = |pick: fn(&FlowRow) -> f64| -> Vec<Line> {
+        flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Line {
+                name: f.name.clone(),
+                points: f.rows.iter().map(|r| (r.index as f64, pick(r))).collect(),
+                dashed: f.name.starts_with("plain"),
+                colour: i,
+            })
+            .collect()
+    };
+    let panels = [
+        Panel {
+            title: Some("‖∂L/∂x_l‖ relative to the last block (input → output)".into()),
+            x_desc: "boundary l (0 = image, then each block's input, last = output)".into(),
+            y_desc: "gradient norm / last".into(),
+            log_y: true,
+            lines: lines(|r| r.ratio_to_last),
+        },
+        Panel {
+            title: Some("std of the activation x_l".into()),
+            x_desc: "boundary l".into(),
+            y_desc: "std(x_l)".into(),
+            log_y: true,
+            lines: lines(|r| r.activation_std),
+        },
+    ];
+    line_chart(plot_path, Some(title), &panels, 1000, 900)
+}
+
+/// The Fig. 7 measurements of one checkpoint.
+pub struct Responses {
+    pub name: String,
+    /// (layer name, std) in layer order.
+    pub layers: Vec<(String, f64)>,
+}
+
+/// Measures every checkpoint's layer responses on the test set in `data_dir`.
+pub fn responses_of(
+    weights: &[PathBuf],
+    normalize: Option<Normalization>,
+    data_dir: &Path,
+    limit_test: Option<usize>,
+    device: Device,
+) -> Result<Vec<Responses>> {
+    data::check_data_dir(data_dir)?;
+    let test = data::load_split(data_dir, &[data::TEST_FILE])?.take(limit_test).to_device(device);
+    let mut out: Vec<Responses> = Vec::new();
+    for path in weights {
+        let loaded = load_model(path, &ModelOverrides::default(), device)?;
+        let normalizer = normalizer_for(&loaded.checkpoint, normalize, data_dir)?.to_device(device);
+        let mut name = loaded.model.config.name();
+        if out.iter().any(|r| r.name == name) {
+            name = format!("{name} ({})", path.display());
+        }
+        out.push(Responses { name, layers: gradflow::layer_responses(&loaded.model, &test, &normalizer) });
+    }
+    Ok(out)
+}
+
+/// Writes the Fig. 7 table (layer order and sorted order side by side) and figure.
+pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> Result<()> {
+    let mut w = csv::Writer::from_path(csv_path).with_context(|| format!("{}", csv_path.display()))?;
+    w.write_record(["model", "layer_index", "layer", "std", "sorted_index", "sorted_std"])?;
+    let sorted = |r: &Responses| {
+        let mut s: Vec<f64> = r.layers.iter().map(|(_, v)| *v).collect();
+        s.sort_by(|a, b| b.total_cmp(a));
+        s
+    };
+    for r in all {
+        for (i, ((layer, std), s)) in r.layers.iter().zip(sorted(r)).enumerate() {
+            w.write_record([
+                r.name.clone(),
+                (i + 1).to_string(),
+                layer.clone(),
+                format!("{std:.6}"),
+                (i + 1).to_string(),
+                format!("{s:.6}"),
+            ])?;
+        }
+    }
+    w.flush().with_context(|| format!("{}", csv_path.display()))?;
+    let line = |i: usize, r: &Responses, ys: Vec<f64>| Line {
+        name: r.name.clone(),
+        points: ys.into_iter().enumerate().map(|(k, y)| ((k + 1) as f64, y)).collect(),
+        dashed: r.name.starts_with("plain"),
+        colour: i,
+    };
+    let panels = [
+        Panel {
+            title: Some("layer index (original order)".into()),
+            x_desc: "3×3 layer".into(),
+            y_desc: "std".into(),
+            log_y: false,
+            lines: all
+                .iter()
+                .enumerate()
+                .map(|(i, r)| line(i, r, r.layers.iter().map(|(_, v)| *v).collect()))
+                .collect(),
+        },
+        Panel {
+            title: Some("layer index (sorted by magnitude)".into()),
+            x_desc: "3×3 layer, largest first".into(),
+            y_desc: "std".into(),
+            log_y: false,
+            lines: all.iter().enumerate().map(|(i, r)| line(i, r, sorted(r))).collect(),
+        },
+    ];
+    line_chart(
+        plot_path,
+        Some("Std of layer responses (after BN, before ReLU/addition), as Fig. 7"),
+        &panels,
+        1000,
+        900,
+    )
+}

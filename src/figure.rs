@@ -1,0 +1,432 @@
+//! Figures drawn with plotters: the output plumbing shared with [`crate::plot`] (PNG or SVG
+//! chosen by the file's extension, the embedded DejaVu Sans font, size checks, the colour
+//! palette) and [`line_chart`], a generic chart of line panels stacked vertically, used for
+//! per-layer data such as gradient norms through depth or the layer responses of Fig. 7 of
+//! He et al. (2015).
+//!
+//! PNG is rendered into memory and encoded with the `png` crate; SVG is written by plotters.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+/// One line of a panel; `colour` indexes [`PALETTE`] (modulo its length).
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+    pub colour: usize,
+}
+
+/// One chart of a figure; lines with an empty name get no legend entry.
+///
+/// The x axis spans the data; a linear y axis spans 0..max × 1.05 (min..max plus 5% when some
+/// value is negative); a logarithmic one (`log_y`) spans min..max plus a little margin.
+#[derive(Debug, Clone, Default)]
+pub struct Panel {
+    pub title: Option<String>,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub log_y: bool,
+    pub lines: Vec<Line>,
+}
+
+/// Tableau-like colours, distinct on white; indices beyond ten reuse them.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The palette colour for index `i`.
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Png,
+    Svg,
+}
+
+/// The output format from `out`'s extension (case-insensitive).
+pub(crate) fn output_format(out: &Path) -> Result<Format> {
+    match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => Ok(Format::Png),
+        Some("svg") => Ok(Format::Svg),
+        _ => bail!("{}: unknown output format: use .png or .svg", out.display()),
+    }
+}
+
+pub(crate) fn check_size((w, h): (u32, u32), (min_w, min_h): (u32, u32)) -> Result<()> {
+    if w < min_w || h < min_h {
+        bail!("plot size {w}x{h} is too small: use at least {min_w}x{min_h}");
+    }
+    Ok(())
+}
+
+fn register_fonts() -> Result<()> {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular()).is_ok()
+            && register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold()).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        bail!("cannot load the embedded DejaVu Sans font")
+    }
+}
+
+pub(crate) type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// Something that draws itself on any plotters backend.
+pub(crate) trait Drawing {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+/// Registers the fonts, draws `what` at `size` pixels and writes it to `out`.
+pub(crate) fn render(out: &Path, format: Format, size: (u32, u32), what: &impl Drawing) -> Result<()> {
+    register_fonts()?;
+    let fail = |e: &dyn std::fmt::Display| anyhow!("{}: cannot draw plot: {e}", out.display());
+    match format {
+        Format::Png => {
+            // Rendered in memory and encoded here, so plotters needs no image crate of its own.
+            let mut rgb = vec![0u8; 3 * size.0 as usize * size.1 as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+                what.draw(&root).map_err(|e| fail(&e))?;
+                root.present().map_err(|e| fail(&e))?;
+            }
+            write_png(out, size, &rgb).map_err(|e| anyhow!("{}: cannot write PNG: {e}", out.display()))
+        }
+        Format::Svg => {
+            let root = SVGBackend::new(out, size).into_drawing_area();
+            what.draw(&root).map_err(|e| fail(&e))?;
+            root.present().map_err(|e| fail(&e))
+        }
+    }
+}
+
+fn write_png(out: &Path, (w, h): (u32, u32), rgb: &[u8]) -> std::result::Result<(), png::EncodingError> {
+    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut encoder = png::Encoder::new(file, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()
+}
+
+/// Lines with at most this many points get a dot at each point.
+const MAX_MARKED: usize = 60;
+
+/// Panels stacked vertically in one image; `.png` or `.svg` by extension.
+///
+/// Points with a non-finite coordinate (or y ≤ 0 on a log axis) are skipped and break the line.
+/// Each panel needs at least one point to draw; every error is one line naming `out`.
+pub fn line_chart(out: &Path, title: Option<&str>, panels: &[Panel], width: u32, height: u32) -> Result<()> {
+    let format = output_format(out)?;
+    let p = out.display();
+    if panels.is_empty() {
+        bail!("{p}: no panels to draw");
+    }
+    let min_h = 150 * panels.len() as u32 + if title.is_some() { 40 } else { 0 };
+    check_size((width, height), (300, min_h)).map_err(|e| anyhow!("{p}: {e}"))?;
+    let mut prepared = Vec::with_capacity(panels.len());
+    for (i, panel) in panels.iter().enumerate() {
+        let pieces: Vec<_> = panel.lines.iter().map(|l| pieces(&l.points, panel.log_y)).collect();
+        let mut all = pieces.iter().flatten().flatten();
+        let Some(&(x0, y0)) = all.next() else {
+            let name = panel.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+            bail!("{p}: panel {}{name} has no data to draw", i + 1);
+        };
+        let bounds = all.fold((x0, x0, y0, y0), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
+        prepared.push(Prepared { panel, pieces, bounds });
+    }
+    render(out, format, (width, height), &Chart { title, panels: prepared, width })
+}
+
+/// The runs of drawable points of a line, split where a point is skipped.
+fn pieces(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = vec![];
+    let mut open = false;
+    for &(x, y) in points {
+        if x.is_finite() && y.is_finite() && (!log_y || y > 0.0) {
+            if !open {
+                out.push(vec![]);
+            }
+            out.last_mut().unwrap().push((x, y));
+            open = true;
+        } else {
+            open = false;
+        }
+    }
+    out
+}
+
+/// `lo..hi`, widened when empty.
+fn span(lo: f64, hi: f64) -> Range<f64> {
+    if hi > lo {
+        lo..hi
+    } else {
+        let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        lo - d..hi + d
+    }
+}
+
+/// Tick labels with three significant digits, in exponent form when very small or large.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if (1e-3..1e5).contains(&a) {
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').into()
+        } else {
+            s
+        }
+    } else {
+        let s = format!("{v:.2e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+type Pieces = Vec<Vec<Vec<(f64, f64)>>>;
+
+/// A panel with its lines' pieces and the data's (xmin, xmax, ymin, ymax).
+struct Prepared<'a> {
+    panel: &'a Panel,
+    pieces: Pieces,
+    bounds: (f64, f64, f64, f64),
+}
+
+struct Chart<'a> {
+    title: Option<&'a str>,
+    panels: Vec<Prepared<'a>>,
+    width: u32,
+}
+
+impl Drawing for Chart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let area = match self.title {
+            Some(t) => root.titled(t, ("sans-serif", 22))?,
+            None => root.clone(),
+        };
+        for (area, Prepared { panel, pieces, bounds: (x0, x1, y0, y1) }) in
+            area.split_evenly((self.panels.len(), 1)).iter().zip(&self.panels)
+        {
+            let x = span(*x0, *x1);
+            if panel.log_y {
+                let (l, h) = (y0.log10(), y1.log10());
+                let m = ((h - l) * 0.05).max(0.05);
+                let y = 10f64.powf(l - m)..10f64.powf(h + m);
+                draw_panel(area, panel, pieces, x, y.log_scale(), 0.0, self.width)?;
+            } else {
+                let y = if *y0 < 0.0 {
+                    let m = (y1 - y0) * 0.05;
+                    span(y0 - m, y1 + m)
+                } else {
+                    span(0.0, y1 * 1.05)
+                };
+                let zero = (y.end - y.start) * 1e-9;
+                draw_panel(area, panel, pieces, x, y, zero, self.width)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn draw_panel<DB: DrawingBackend, Y>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    pieces: &Pieces,
+    x: Range<f64>,
+    y: Y,
+    y_zero: f64,
+    width: u32,
+) -> DrawResult<DB>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(15).x_label_area_size(45).y_label_area_size(70);
+    if let Some(t) = &panel.title {
+        builder.caption(t, ("sans-serif", 18));
+    }
+    // Ticks closer to 0 than rounding noise (-2.2e-16) read as 0.
+    let snap = |zero: f64| move |v: &f64| tick(&if v.abs() < zero { 0.0 } else { *v });
+    let (x_fmt, y_fmt) = (snap((x.end - x.start) * 1e-9), snap(y_zero));
+    let mut chart = builder.build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .x_desc(panel.x_desc.as_str())
+        .y_desc(panel.y_desc.as_str())
+        .x_labels((width / 110).max(3) as usize)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()?;
+    let mut legend = false;
+    for (line, pieces) in panel.lines.iter().zip(pieces) {
+        let c = colour(line.colour);
+        let style = c.stroke_width(2);
+        let marked = pieces.iter().map(Vec::len).sum::<usize>() <= MAX_MARKED;
+        for piece in pieces {
+            if line.dashed {
+                chart.draw_series(DashedLineSeries::new(piece.iter().copied(), 6, 4, style))?;
+            } else {
+                chart.draw_series(LineSeries::new(piece.iter().copied(), style))?;
+            }
+            if marked {
+                chart.draw_series(piece.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            }
+        }
+        if line.name.is_empty() {
+            continue;
+        }
+        legend = true;
+        let dashes = if line.dashed { [(0, 6), (9, 15), (18, 24)] } else { [(0, 8), (8, 16), (16, 24)] };
+        chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?.label(line.name.as_str()).legend(
+            move |(x, y)| {
+                let seg = |(a, b): (i32, i32)| PathElement::new([(a, 0), (b, 0)], style);
+                EmptyElement::at((x, y))
+                    + seg(dashes[0])
+                    + seg(dashes[1])
+                    + seg(dashes[2])
+                    + Circle::new((12, 0), if marked { 3 } else { 0 }, c.filled())
+            },
+        );
+    }
+    if legend {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(name: &str, colour: usize, dashed: bool, f: impl Fn(f64) -> f64, n: usize) -> Line {
+        let points = (0..n).map(|i| (i as f64, f(i as f64))).collect();
+        Line { name: name.into(), points, dashed, colour }
+    }
+
+    fn panels() -> Vec<Panel> {
+        vec![
+            Panel {
+                title: Some("gradient norm".into()),
+                x_desc: "layer".into(),
+                y_desc: "‖g‖".into(),
+                log_y: true,
+                lines: vec![
+                    line("plain-56", 0, false, |i| 10f64.powf(-i / 10.0), 56),
+                    line("resnet-56", 1, true, |i| 0.5 + 0.01 * i, 56),
+                    line("", 2, false, |i| if i == 3.0 { 0.0 } else { 1e-3 * (i + 1.0) }, 20),
+                ],
+            },
+            Panel {
+                x_desc: "layer index (sorted)".into(),
+                y_desc: "std".into(),
+                lines: vec![line("resnet-110", 3, false, |i| (i * 0.3).sin() - 0.2, 110)],
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn png_two_panels_log_and_linear() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("grads.png");
+        line_chart(&out, Some("CIFAR-10"), &panels(), 800, 900).unwrap();
+        let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+        let mut reader = png::Decoder::new(file).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (800, 900));
+        let px: Vec<[u8; 3]> = buf[..info.buffer_size()].chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let non_white = px.iter().filter(|p| **p != [255, 255, 255]).count();
+        assert!(non_white > 5000, "{non_white} non-white pixels");
+        for i in 0..4 {
+            let c = colour(i);
+            assert!(px.contains(&[c.0, c.1, c.2]), "colour {i} missing");
+        }
+        // Both halves hold drawing.
+        let half = px.len() / 2;
+        assert!(px[..half].iter().any(|p| *p != [255, 255, 255]));
+        assert!(px[half..].contains(&[214, 39, 40]));
+    }
+
+    #[test]
+    fn svg_has_legend_names_only_for_named_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("fig7.SVG");
+        line_chart(&out, None, &panels(), 640, 600).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        for text in ["plain-56", "resnet-56", "resnet-110", "gradient norm", "layer index (sorted)"] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = Panel { title: Some("responses".into()), log_y: true, ..Default::default() };
+        let no_data = vec![Panel { lines: vec![line("x", 0, false, |_| -1.0, 5)], ..empty.clone() }];
+        let cases: [(&str, &[Panel], &str); 5] = [
+            ("fig.pdf", &panels(), ".png or .svg"),
+            ("fig", &panels(), ".png or .svg"),
+            ("fig.png", &[], "no panels"),
+            ("fig.svg", &[empty], "panel 1 (responses) has no data"),
+            ("fig.png", &no_data, "no data"),
+        ];
+        for (name, panels, what) in cases {
+            let out = tmp.path().join(name);
+            let msg = line_chart(&out, None, panels, 800, 600).unwrap_err().to_string();
+            assert!(msg.contains(&out.display().to_string()), "{msg}");
+            assert!(msg.contains(what), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(!out.exists());
+        }
+        let msg = line_chart(&tmp.path().join("s.png"), None, &panels(), 200, 600).unwrap_err().to_string();
+        assert!(msg.contains("s.png") && msg.contains("too small"), "{msg}");
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        let cases = [(0.0, "0"), (1.0, "1"), (2.5, "2.5"), (0.001, "0.001"), (1234.0, "1234"), (1e-5, "1e-5")];
+        for (v, s) in cases {
+            assert_eq!(tick(&v), s);
+        }
+        assert_eq!(tick(&2.5e-6), "2.5e-6");
+        assert_eq!(tick(&(0.1 + 0.2)), "0.3");
+    }
+}
