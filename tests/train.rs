@@ -126,3 +126,17 @@ fn invalid_settings_are_refused_before_anything_runs() {
     }
     assert!(!dir.path().join("run").exists());
 }
+
+#[test]
+fn log_grad_norms_adds_four_positive_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = TrainConfig { log_grad_norms: true, ..tiny_config(&out, 1) };
+    let summary = run_with_data(&cfg, &synthetic()).unwrap();
+    let norms = summary.last().grad_norms.clone().unwrap();
+    assert_eq!(norms.len(), 4);
+    assert!(norms.iter().all(|g| g.is_finite() && *g > 0.0), "{norms:?}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",grad_norm_input,grad_norm_stage1,grad_norm_stage2,grad_norm_stage3"));
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 13);
+}
