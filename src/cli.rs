@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::analysis;
@@ -275,6 +275,13 @@ pub struct TrainArgs {
     /// Add per-epoch mean ‖∂L/∂x‖ at the input and at each stage's input to metrics.csv.
     #[arg(long)]
     pub log_grad_norms: bool,
+    /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub save_every: i64,
+    /// Continue the run in this directory from its last checkpoint (its settings come from
+    /// its config.json; only --threads may change).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -305,8 +312,11 @@ impl TrainArgs {
             threads: self.threads,
             quiet: false,
             log_grad_norms: self.log_grad_norms,
+            save_every: self.save_every,
+            handle_signals: true,
         };
         cfg.validate()?;
+        anyhow::ensure!(self.save_every >= 0, "--save-every {} must be ≥ 0", self.save_every);
         if let Some(w) = cfg.warmup_iters {
             anyhow::ensure!(w >= 0, "--warmup-iters {w} must be ≥ 0");
         }
@@ -453,8 +463,10 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
-    let cfg = args.into_config()?;
-    let summary = train::run(&cfg).context("training failed")?;
+    let summary = match &args.resume {
+        Some(dir) => train::resume(dir, args.threads, false)?,
+        None => train::run(&args.into_config()?)?,
+    };
     let last = summary.last();
     println!(
         "done: {} epochs in {:.1} min on {}; final train error {:.2}%, test error {:.2}% (best {:.2}%); run in {}",

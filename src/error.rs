@@ -20,6 +20,9 @@ pub enum Error {
     /// Training produced a NaN or infinite loss.
     #[error("{0}")]
     Diverged(String),
+    /// Stopped by SIGINT/SIGTERM after writing a checkpoint.
+    #[error("stopped by signal {signal} at iteration {iteration}; the checkpoint is written: resume with `resnet-cifar train --resume {}`", dir.display())]
+    Interrupted { signal: i32, iteration: i64, dir: PathBuf },
     /// A failure inside libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -15,6 +15,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod evaluate;
+pub mod faults;
 pub mod figure;
 pub mod gradflow;
 pub mod inference;
@@ -26,6 +27,8 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod schedule;
+pub mod signals;
+pub mod state;
 pub mod summary;
 pub mod train;
 

@@ -79,6 +79,55 @@ impl MetricsWriter {
         Ok(w)
     }
 
+    /// Continues `path` after a resume from a checkpoint taken at the end of epoch
+    /// `epochs_done`: rows of later epochs (written before a kill, after the checkpoint)
+    /// are dropped, so that no row is duplicated or missing. Returns the kept rows.
+    pub fn resume(path: &Path, epochs_done: i64) -> Result<(Self, Vec<EpochMetrics>)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |m: String| Error::data(path, format!("{m}: cannot continue this metrics.csv"));
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().ok_or_else(|| bad("empty file".into()))?.split(',').collect();
+        if header[..COLUMNS.len().min(header.len())] != COLUMNS[..] {
+            return Err(bad("unexpected header".into()));
+        }
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let mut kept = vec![header.join(",")];
+        let mut rows = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            let num = |c: Option<usize>| -> Result<f64> {
+                c.and_then(|c| f.get(c))
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad(format!("row {} is malformed", i + 1)))
+            };
+            let epoch = num(col("epoch"))? as i64;
+            if epoch > epochs_done {
+                continue;
+            }
+            let opt = |name: &str| num(col(name)).ok();
+            rows.push(EpochMetrics {
+                epoch,
+                iteration: num(col("iteration"))? as i64,
+                lr: num(col("lr"))?,
+                train_loss: num(col("train_loss"))?,
+                train_err: num(col("train_err"))?,
+                test_loss: num(col("test_loss"))?,
+                test_err: num(col("test_err"))?,
+                epoch_seconds: num(col("epoch_seconds"))?,
+                images_per_sec: num(col("images_per_sec"))?,
+                val: opt("val_loss").zip(opt("val_err")),
+                grad_norms: GRAD_NORM_COLUMNS.iter().map(|c| opt(c)).collect(),
+            });
+            kept.push(line.to_string());
+        }
+        let mut body = kept.join("\n");
+        body.push('\n');
+        crate::checkpoint::write_atomic(path, body.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        Ok((MetricsWriter { writer, path: path.to_path_buf() }, rows))
+    }
+
     fn err(&self, e: csv::Error) -> Error {
         Error::io(&self.path, std::io::Error::other(e))
     }

@@ -4,7 +4,6 @@
 //! directory gets `config.json`, `metrics.csv` (one flushed row per epoch) and the
 //! checkpoints `last.safetensors` and `best.safetensors`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,6 +23,8 @@ use crate::normalize::{Normalization, Normalizer};
 use crate::optim::Sgd;
 use crate::progress;
 use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
+use crate::signals;
+use crate::state::{self, Progress};
 
 /// Every setting of a training run.
 #[derive(Debug, Clone)]
@@ -51,6 +52,10 @@ pub struct TrainConfig {
     pub quiet: bool,
     /// Log the mean ‖∂L/∂x‖ at the network's input and at each stage's input per epoch.
     pub log_grad_norms: bool,
+    /// Also write `last.safetensors` every N iterations inside an epoch (0: only at epoch ends).
+    pub save_every: i64,
+    /// On SIGINT/SIGTERM finish the step, write the checkpoint and stop (the CLI sets it).
+    pub handle_signals: bool,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +80,8 @@ impl Default for TrainConfig {
             threads: None,
             quiet: false,
             log_grad_norms: false,
+            save_every: 0,
+            handle_signals: false,
         }
     }
 }
@@ -150,6 +157,7 @@ impl TrainConfig {
             "batch_norm": self.model.batch_norm,
             "zero_init_residual": self.model.zero_init_residual,
             "log_grad_norms": self.log_grad_norms,
+            "save_every": self.save_every,
             "threads": tch::get_num_threads(),
             "resnet_cifar_version": env!("CARGO_PKG_VERSION"),
             "tch_version": env!("TCH_VERSION"),
@@ -205,39 +213,77 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
-/// Trains on `data` (the CLI's data, or a synthetic set in tests and demos).
+/// Trains on `data` (the CLI's data, or a synthetic set in tests and demos) into a new
+/// run directory.
 pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
+    cfg.validate()?;
+    prepare_out_dir(&cfg.out_dir)?;
+    train_loop(cfg, data, None)
+}
+
+/// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`),
+/// same data order and augmentation, `metrics.csv` continued without duplicate or missing
+/// rows. `threads` overrides the saved thread count.
+pub fn resume(dir: &Path, threads: Option<i32>, quiet: bool) -> Result<RunSummary> {
+    let mut cfg = state::config_from_run(dir)?;
+    cfg.threads = threads.or(cfg.threads);
+    cfg.quiet = quiet;
+    cfg.handle_signals = !quiet;
+    let data = Cifar10::load(&cfg.data_dir)?;
+    let last = dir.join("last.safetensors");
+    let saved = if last.exists() { Some(checkpoint::read(&last)?) } else { None };
+    train_loop(&cfg, &data, saved)
+}
+
+fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
     cfg.validate()?;
     let started = Instant::now();
     if let Some(t) = cfg.threads {
         tch::set_num_threads(t);
     }
+    let stop = if cfg.handle_signals { Some(signals::StopFlag::install()?) } else { None };
     tch::manual_seed(cfg.seed);
     let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
     let dev = cfg.device;
-    let normalizer = Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev);
-    let train = split.train.to_device(dev);
-    let test = split.test.to_device(dev);
-    let val = split.val.as_ref().map(|v| v.to_device(dev));
-
-    let vs = VarStore::new(dev);
+    let mut vs = VarStore::new(dev);
     let model = ResNet::new(&vs.root(), cfg.model)?;
     let parameters = parameter_count(&vs);
     let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
+    let (normalizer, mut progress) = match &saved {
+        Some(ckpt) => {
+            ckpt.load_into(&mut vs)?;
+            state::restore_optimizer(ckpt, &mut opt)?;
+            let n = ckpt.normalizer().ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+            (n.to_device(dev), state::progress_of(ckpt)?)
+        }
+        None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
+    };
+    let train = split.train.to_device(dev);
+    let test = split.test.to_device(dev);
+    let val = split.val.as_ref().map(|v| v.to_device(dev));
 
     let n = train.len();
     let iters_per_epoch = (n + cfg.batch_size - 1) / cfg.batch_size;
     let schedule = cfg.lr_schedule(iters_per_epoch);
     let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
 
-    prepare_out_dir(&cfg.out_dir)?;
-    let config_json =
-        serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs)).expect("config serialises");
-    checkpoint::write_atomic(&cfg.out_dir.join("config.json"), config_json.as_bytes())?;
-    let mut csv = MetricsWriter::create(&cfg.out_dir.join("metrics.csv"), val.is_some(), cfg.log_grad_norms)?;
+    let csv_path = cfg.out_dir.join("metrics.csv");
+    let (mut csv, mut history) = if saved.is_some() {
+        MetricsWriter::resume(&csv_path, progress.epoch)?
+    } else {
+        let config_json =
+            serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs)).expect("config serialises");
+        checkpoint::write_atomic(&cfg.out_dir.join("config.json"), config_json.as_bytes())?;
+        (MetricsWriter::create(&csv_path, val.is_some(), cfg.log_grad_norms)?, Vec::new())
+    };
     if !cfg.quiet {
+        let from = if progress.iteration > 0 {
+            format!(", resuming at iteration {}", progress.iteration)
+        } else {
+            String::new()
+        };
         println!(
-            "training {} ({parameters} parameters) on {} for {epochs} epochs ({} iterations, batch {}) → {}",
+            "training {} ({parameters} parameters) on {} for {epochs} epochs ({} iterations, batch {}){from} → {}",
             cfg.model.name(),
             device_name(dev),
             schedule.total_iterations,
@@ -246,58 +292,61 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
         );
     }
 
-    let mut history = Vec::new();
-    let mut best_val = f64::INFINITY;
-    let mut iteration = 0i64;
-    for epoch in 1..=epochs {
-        let t = Instant::now();
+    let ctx = StepContext {
+        model: &model,
+        normalizer: &normalizer,
+        schedule: &schedule,
+        batch_size: cfg.batch_size,
+        log_grad_norms: cfg.log_grad_norms,
+    };
+    let saver = Saver { cfg, vs: &vs, normalizer: &normalizer };
+    while progress.epoch < epochs && progress.iteration < schedule.total_iterations {
+        let epoch = progress.epoch + 1;
         let bar = progress::epoch_bar(n as u64, epoch, epochs, cfg.quiet);
-        let ctx = StepContext {
-            model: &model,
-            normalizer: &normalizer,
-            schedule: &schedule,
-            batch_size: cfg.batch_size,
-            log_grad_norms: cfg.log_grad_norms,
-        };
-        let done = train_epoch(&ctx, &mut opt, &train, &mut iteration, &bar)?;
-        let train_seconds = t.elapsed().as_secs_f64();
+        let outcome = train_epoch(&ctx, &mut opt, &train, &mut progress, &bar, cfg, stop.as_ref(), &saver)?;
+        let train_seconds = progress.train_seconds;
+        if let EpochOutcome::Stopped(signal) = outcome {
+            bar.finish_and_clear();
+            saver.save(&opt, &progress, "last.safetensors")?;
+            return Err(Error::Interrupted { signal, iteration: progress.iteration, dir: cfg.out_dir.clone() });
+        }
+        let eval_started = Instant::now();
         let test_eval = evaluate(&model, &test, &normalizer);
         let val_eval = val.as_ref().map(|v| evaluate(&model, v, &normalizer));
         bar.finish_and_clear();
+        let seen = progress.seen.max(1) as f64;
         let row = EpochMetrics {
             epoch,
-            iteration,
-            lr: schedule.lr_at(iteration - 1),
-            train_loss: done.loss,
-            train_err: done.error,
+            iteration: progress.iteration,
+            lr: schedule.lr_at(progress.iteration - 1),
+            train_loss: progress.loss_sum / seen,
+            train_err: 100.0 * progress.wrong as f64 / seen,
             test_loss: test_eval.loss,
             test_err: test_eval.error,
-            epoch_seconds: t.elapsed().as_secs_f64(),
-            images_per_sec: done.seen as f64 / train_seconds,
+            epoch_seconds: train_seconds + eval_started.elapsed().as_secs_f64(),
+            images_per_sec: progress.seen as f64 / train_seconds,
             val: val_eval.as_ref().map(|e| (e.loss, e.error)),
-            grad_norms: done.grad_norms,
+            grad_norms: cfg
+                .log_grad_norms
+                .then(|| progress.norm_sums.iter().map(|s| s / progress.batch.max(1) as f64).collect()),
         };
+        // The row first, then the checkpoint: a kill in between leaves a row that the
+        // resumed run drops and writes again (see `MetricsWriter::resume`).
         csv.write(&row)?;
-        let meta =
-            HashMap::from([("epoch".to_string(), epoch.to_string()), ("iteration".to_string(), iteration.to_string())]);
-        let last = cfg.out_dir.join("last.safetensors");
-        checkpoint::save(&last, &vs, &cfg.model, &normalizer, Vec::new(), meta.clone())?;
+        progress.finish_epoch(epoch);
         // Best by validation error; without a validation split, best is the last epoch.
-        let improved = match &val_eval {
-            Some(e) => e.error < best_val,
-            None => true,
-        };
+        let improved = val_eval.as_ref().is_none_or(|e| progress.best_val.is_none_or(|b| e.error < b));
         if improved {
-            best_val = val_eval.as_ref().map_or(best_val, |e| e.error);
-            checkpoint::save(&cfg.out_dir.join("best.safetensors"), &vs, &cfg.model, &normalizer, Vec::new(), meta)?;
+            progress.best_val = val_eval.as_ref().map(|e| e.error);
+        }
+        saver.save(&opt, &progress, "last.safetensors")?;
+        if improved {
+            saver.save(&opt, &progress, "best.safetensors")?;
         }
         if !cfg.quiet {
             println!("{}", progress::epoch_line(&row, epochs));
         }
         history.push(row);
-        if iteration >= schedule.total_iterations {
-            break;
-        }
     }
     Ok(RunSummary {
         out_dir: cfg.out_dir.clone(),
@@ -306,6 +355,26 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
         wall_seconds: started.elapsed().as_secs_f64(),
         device: device_name(dev),
     })
+}
+
+/// Writes checkpoints of the run: model, normalisation, momentum buffers and progress.
+struct Saver<'a> {
+    cfg: &'a TrainConfig,
+    vs: &'a VarStore,
+    normalizer: &'a Normalizer,
+}
+
+impl Saver<'_> {
+    fn save(&self, opt: &Sgd, progress: &Progress, name: &str) -> Result<()> {
+        checkpoint::save(
+            &self.cfg.out_dir.join(name),
+            self.vs,
+            &self.cfg.model,
+            self.normalizer,
+            state::optimizer_tensors(opt),
+            state::progress_metadata(progress),
+        )
+    }
 }
 
 /// What one training step needs besides the optimizer and the data.
@@ -344,73 +413,103 @@ pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Te
     Step { loss: loss.detach(), logits: logits.detach(), grad_norms }
 }
 
-/// The outcome of one epoch of training.
-struct EpochTrain {
-    loss: f64,
-    error: f64,
-    seen: i64,
-    grad_norms: Option<Vec<f64>>,
+enum EpochOutcome {
+    Finished,
+    /// Stopped by a signal after a whole step (its number).
+    Stopped(i32),
 }
 
-/// One pass over `train` in a fresh random order. Loss and error accumulate on the
-/// device; the host reads them only to update the progress bar and check that the loss
-/// is finite.
+/// Seeds for the data order of an epoch and the augmentation of an iteration: pure
+/// functions of (seed, epoch) and (seed, iteration), so that a resumed run draws exactly
+/// what the uninterrupted one would have.
+fn stream_seed(seed: i64, stream: u64, counter: i64) -> i64 {
+    // SplitMix64 finaliser over the three inputs.
+    let mut z = (seed as u64)
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (counter as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+const SHUFFLE_STREAM: u64 = 1;
+const AUGMENT_STREAM: u64 = 2;
+
+/// One pass over `train` in the epoch's random order, from `progress.batch` on. Loss and
+/// error accumulate on the device; the host reads them to update the progress bar, check
+/// that the loss is finite, and write mid-epoch checkpoints.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     ctx: &StepContext,
     opt: &mut Sgd,
     train: &Split,
-    iteration: &mut i64,
+    progress: &mut Progress,
     bar: &indicatif::ProgressBar,
-) -> Result<EpochTrain> {
+    cfg: &TrainConfig,
+    stop: Option<&signals::StopFlag>,
+    saver: &Saver,
+) -> Result<EpochOutcome> {
     let dev = train.images.device();
     let n = train.len();
+    tch::manual_seed(stream_seed(cfg.seed, SHUFFLE_STREAM, progress.epoch + 1));
     let perm = Tensor::randperm(n, (Kind::Int64, dev));
-    let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
-    let mut wrong = Tensor::zeros([], (Kind::Int64, dev));
-    let mut norm_sums: Vec<Tensor> = Vec::new();
-    let mut steps = 0i64;
-    let mut seen = 0i64;
+    let mut loss_sum = Tensor::from(progress.loss_sum).to_device(dev);
+    let mut wrong = Tensor::from(progress.wrong).to_device(dev);
+    let mut norm_sums: Vec<Tensor> = progress.norm_sums.iter().map(|&v| Tensor::from(v).to_device(dev)).collect();
     let sync_every = if dev == Device::Cpu { 1 } else { 50 };
     let started = Instant::now();
-    for start in (0..n).step_by(ctx.batch_size as usize) {
-        if *iteration >= ctx.schedule.total_iterations {
-            break;
-        }
+    let sync = |p: &mut Progress, loss_sum: &Tensor, wrong: &Tensor, norm_sums: &[Tensor]| {
+        p.loss_sum = loss_sum.double_value(&[]);
+        p.wrong = wrong.int64_value(&[]);
+        p.norm_sums = norm_sums.iter().map(|t| t.double_value(&[])).collect();
+    };
+    bar.set_position(progress.seen as u64);
+    let mut start = progress.batch * ctx.batch_size;
+    while start < n && progress.iteration < ctx.schedule.total_iterations {
         let b = ctx.batch_size.min(n - start);
         let (images, labels) = train.select(&perm.narrow(0, start, b));
-        let lr = ctx.schedule.lr_at(*iteration);
+        let lr = ctx.schedule.lr_at(progress.iteration);
+        tch::manual_seed(stream_seed(cfg.seed, AUGMENT_STREAM, progress.iteration));
         let step = train_step(ctx, opt, &images, &labels, lr);
         loss_sum += step.loss.to_kind(Kind::Double) * b as f64;
         wrong += step.logits.argmax(-1, false).ne_tensor(&labels).sum(Kind::Int64);
         if norm_sums.is_empty() {
-            norm_sums = step.grad_norms;
+            norm_sums = step.grad_norms.iter().map(|g| g.to_kind(Kind::Double)).collect();
         } else {
             norm_sums.iter_mut().zip(&step.grad_norms).for_each(|(s, g)| *s += g);
         }
-        steps += 1;
-        seen += b;
-        *iteration += 1;
-        if *iteration % sync_every == 0 || start + b >= n {
+        progress.batch += 1;
+        progress.seen += b;
+        progress.iteration += 1;
+        start += b;
+        crate::faults::pause_point("iteration", progress.iteration);
+        if progress.iteration % sync_every == 0 || start >= n {
             let l = step.loss.double_value(&[]);
             if !l.is_finite() {
                 return Err(Error::Diverged(format!(
-                    "the loss became {l} at iteration {} (lr {lr}): training diverged; lower --lr or add --warmup-iters",
-                    *iteration
+                    "the loss became {l} at iteration {} (lr {lr}): training diverged; the last checkpoint is intact; \
+                     lower --lr or add --warmup-iters",
+                    progress.iteration
                 )));
             }
-            bar.set_position(seen as u64);
-            let err = 100.0 * wrong.int64_value(&[]) as f64 / seen as f64;
-            let ips = seen as f64 / started.elapsed().as_secs_f64();
+            bar.set_position(progress.seen as u64);
+            let err = 100.0 * wrong.int64_value(&[]) as f64 / progress.seen as f64;
+            let ips = progress.seen as f64 / (progress.train_seconds + started.elapsed().as_secs_f64());
             bar.set_message(format!("loss {l:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
         }
+        let signal = stop.and_then(|s| s.raised());
+        let periodic = cfg.save_every > 0 && progress.iteration % cfg.save_every == 0 && start < n;
+        if signal.is_some() || periodic {
+            sync(progress, &loss_sum, &wrong, &norm_sums);
+            let elapsed = started.elapsed().as_secs_f64();
+            progress.train_seconds += elapsed;
+            if let Some(sig) = signal {
+                return Ok(EpochOutcome::Stopped(sig));
+            }
+            saver.save(opt, progress, "last.safetensors")?;
+            progress.train_seconds -= elapsed;
+        }
     }
-    let seen_f = seen.max(1) as f64;
-    let grad_norms =
-        ctx.log_grad_norms.then(|| norm_sums.iter().map(|s| s.double_value(&[]) / steps.max(1) as f64).collect());
-    Ok(EpochTrain {
-        loss: loss_sum.double_value(&[]) / seen_f,
-        error: 100.0 * wrong.int64_value(&[]) as f64 / seen_f,
-        seen,
-        grad_norms,
-    })
+    sync(progress, &loss_sum, &wrong, &norm_sums);
+    progress.train_seconds += started.elapsed().as_secs_f64();
+    Ok(EpochOutcome::Finished)
 }

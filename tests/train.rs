@@ -137,6 +137,10 @@ fn log_grad_norms_adds_four_positive_columns() {
     assert_eq!(norms.len(), 4);
     assert!(norms.iter().all(|g| g.is_finite() && *g > 0.0), "{norms:?}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with(",grad_norm_input,grad_norm_stage1,grad_norm_stage2,grad_norm_stage3"));
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",grad_norm_input,grad_norm_stage1,grad_norm_stage2,grad_norm_stage3"));
     assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 13);
 }

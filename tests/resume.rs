@@ -1,0 +1,164 @@
+//! Interrupted runs resume exactly. A reference run trains uninterrupted; other runs are
+//! killed with SIGKILL at chosen points (after a step, inside a checkpoint write, twice in
+//! one run) or stopped with SIGINT/SIGTERM, then resumed with `--resume` until done. On
+//! CPU with `--threads 1` and a fixed seed the final weights, momentum buffers and BN
+//! statistics must be bitwise equal to the reference, and `metrics.csv` must hold the same
+//! rows (timing columns aside), none duplicated or missing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use resnet_cifar::{checkpoint, data};
+
+fn data_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = data::synthetic(10_000, 0, 9);
+        for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+            data::write_batch_file(&dir.path().join(name), &synth.train).unwrap();
+        }
+        dir
+    })
+    .path()
+}
+
+/// 3 epochs of 7 iterations, a mid-epoch checkpoint every 3 iterations.
+fn train_args(out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = "train --depth 8 --epochs 3 --limit-train 512 --limit-test 128 --batch-size 64 \
+         --threads 1 --save-every 3 --seed 4 --device cpu --val-split 64"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    a.extend(["--data-dir".into(), data_dir().display().to_string(), "--out".into(), out.display().to_string()]);
+    a
+}
+
+fn spawn(args: &[String], pause: Option<&str>) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_resnet-cifar"));
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    if let Some(p) = pause {
+        c.env("RESNET_CIFAR_TEST_PAUSE", p);
+    }
+    c.spawn().unwrap()
+}
+
+/// Runs until the pause point is reached, then SIGKILLs the process.
+fn run_and_kill_at(args: &[String], pause: &str) {
+    let mut child = spawn(args, Some(pause));
+    let stderr = child.stderr.take().unwrap();
+    let reached = BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.starts_with("FAULT-PAUSE"));
+    assert!(reached, "the run ended before reaching {pause}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+fn run_to_end(args: &[String]) {
+    let out = spawn(args, None).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn resume_args(out: &Path) -> Vec<String> {
+    vec!["train".into(), "--resume".into(), out.display().to_string(), "--threads".into(), "1".into()]
+}
+
+fn reference() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("ref");
+        run_to_end(&train_args(&out));
+        (tmp, out)
+    })
+    .1
+}
+
+/// metrics.csv without the timing columns.
+fn rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            [&f[..7], &f[9..]].concat().join(",")
+        })
+        .collect()
+}
+
+fn assert_same_as_reference(out: &Path, what: &str) {
+    let reference = reference();
+    for name in ["last.safetensors", "best.safetensors"] {
+        let a = checkpoint::read(&reference.join(name)).unwrap();
+        let b = checkpoint::read(&out.join(name)).unwrap();
+        assert_eq!(a.tensors.len(), b.tensors.len(), "{what}: {name}");
+        for (k, t) in &a.tensors {
+            assert!(t.equal(&b.tensors[k]), "{what}: {name} tensor {k} differs from the uninterrupted run");
+        }
+    }
+    assert_eq!(rows(out), rows(reference), "{what}: metrics.csv rows");
+}
+
+#[test]
+fn killed_runs_resume_bitwise_equal() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Each scenario: the kill points of the first run and then of successive resumes.
+    // 448 training images (64 held out) at batch 64: 7 iterations an epoch, 21 in all.
+    // Checkpoints in a fresh run: 1 and 2 mid-epoch (iterations 3, 6), 3 = epoch 1's
+    // last.safetensors (its CSV row already written), 4 = its best.safetensors, …
+    let scenarios: &[&[&str]] = &[
+        &["iteration:1"],
+        &["iteration:5"], // between mid-epoch checkpoints
+        &["iteration:7"], // end of epoch 1, before its evaluation and CSV row
+        &["checkpoint:1"],
+        &["checkpoint:3"],
+        &["checkpoint:4"],
+        &["iteration:13", "iteration:20"], // killed again after resuming
+        &["checkpoint:2", "checkpoint:3", "iteration:19"],
+    ];
+    let mut kills = 0;
+    for (i, points) in scenarios.iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        run_and_kill_at(&train_args(&out), points[0]);
+        kills += 1;
+        for p in &points[1..] {
+            run_and_kill_at(&resume_args(&out), p);
+            kills += 1;
+        }
+        run_to_end(&resume_args(&out));
+        assert_same_as_reference(&out, &format!("killed at {points:?}"));
+    }
+    eprintln!("{kills} kills at {} scenarios: all resumed bitwise equal", scenarios.len());
+}
+
+#[test]
+fn sigint_and_sigterm_checkpoint_and_exit_130_and_143() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let out = tmp.path().join(format!("sig{sig}"));
+        let mut child = spawn(&train_args(&out), None);
+        // Wait for the first epoch's row, then signal.
+        let csv = out.join("metrics.csv");
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(&csv).map(|s| s.lines().count()).unwrap_or(0) < 2 {
+            assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        if status.success() {
+            // The signal came after the last step: nothing to resume, nothing lost.
+            assert_same_as_reference(&out, "signal after the end");
+            continue;
+        }
+        assert_eq!(status.code(), Some(code), "{stderr}");
+        assert!(stderr.contains("--resume"), "{stderr}");
+        run_to_end(&resume_args(&out));
+        assert_same_as_reference(&out, &format!("signal {sig}"));
+    }
+}
