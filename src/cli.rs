@@ -453,12 +453,14 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
                 println!("{}: {}", path.display(), top.join(", "));
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "));
                 failed += 1;
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} images could not be read", args.images.len());
+    if failed > 0 {
+        return Err(crate::Error::Reported.into());
+    }
     Ok(())
 }
 

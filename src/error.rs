@@ -23,6 +23,9 @@ pub enum Error {
     /// Stopped by SIGINT/SIGTERM after writing a checkpoint.
     #[error("stopped by signal {signal} at iteration {iteration}; the checkpoint is written: resume with `resnet-cifar train --resume {}`", dir.display())]
     Interrupted { signal: i32, iteration: i64, dir: PathBuf },
+    /// Failures already reported on stderr one by one (e.g. unreadable images in `predict`).
+    #[error("failed (reported above)")]
+    Reported,
     /// A failure inside libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -15,13 +15,22 @@ fn main() -> ExitCode {
     match cli::run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(resnet_cifar::Error::Interrupted { signal, .. }) = e.downcast_ref() {
-                eprintln!("{e}");
-                return ExitCode::from((128 + signal) as u8);
+            match e.downcast_ref() {
+                Some(resnet_cifar::Error::Interrupted { signal, .. }) => {
+                    eprintln!("{e}");
+                    return ExitCode::from((128 + signal) as u8);
+                }
+                Some(resnet_cifar::Error::Reported) => return ExitCode::FAILURE,
+                _ => {}
             }
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", one_line(&chain.join(": ")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Errors from libraries may hold line breaks; the user gets one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -1,0 +1,258 @@
+//! Every bad input gets one line on stderr saying what is wrong and what to do, a non-zero
+//! exit that is not a panic, and nothing already written is lost. Table-driven: each case
+//! prepares its input in a scratch directory, runs the binary and checks the message.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use resnet_cifar::data::{self, RECORD_BYTES};
+use resnet_cifar::model::{ResNet, ResNetConfig};
+use resnet_cifar::{checkpoint, normalize::Normalizer};
+use tch::nn::VarStore;
+use tch::Device;
+
+/// A valid data directory with small synthetic images.
+fn make_data(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let synth = data::synthetic(10_000, 0, 2);
+    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
+    }
+}
+
+fn save_model(path: &Path, depth: i64) {
+    let vs = VarStore::new(Device::Cpu);
+    let cfg = ResNetConfig { depth, ..Default::default() };
+    let _ = ResNet::new(&vs.root(), cfg).unwrap();
+    checkpoint::save(path, &vs, &cfg, &Normalizer::imagenet(), vec![], Default::default()).unwrap();
+}
+
+const TINY: &str = "--depth 8 --epochs 1 --limit-train 128 --limit-test 64 --batch-size 64 --device cpu --threads 1";
+
+struct Case {
+    name: &'static str,
+    /// Arguments: `{D}` is the scratch directory, `{T}` a tiny training configuration.
+    args: &'static str,
+    /// Prepares the scratch directory.
+    setup: fn(&Path),
+    expect: &'static str,
+}
+
+fn no_setup(_: &Path) {}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "missing data directory",
+            args: "train --data-dir {D}/nope {T}",
+            setup: no_setup,
+            expect: "download_cifar.sh",
+        },
+        Case {
+            name: "missing data file",
+            args: "train --data-dir {D}/data {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                std::fs::remove_file(d.join("data/data_batch_4.bin")).unwrap();
+            },
+            expect: "data_batch_4.bin: missing",
+        },
+        Case {
+            name: "truncated data file",
+            args: "train --data-dir {D}/data {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                let p = d.join("data/data_batch_2.bin");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() - 5]).unwrap();
+            },
+            expect: "data_batch_2.bin: 30729995 bytes",
+        },
+        Case {
+            name: "oversized data file",
+            args: "train --data-dir {D}/data {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                let p = d.join("data/test_batch.bin");
+                let mut b = std::fs::read(&p).unwrap();
+                b.extend_from_slice(&[0; RECORD_BYTES]);
+                std::fs::write(&p, b).unwrap();
+            },
+            expect: "too long",
+        },
+        Case {
+            name: "unreadable data file",
+            args: "train --data-dir {D}/data {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                let p = d.join("data/data_batch_5.bin");
+                std::fs::remove_file(&p).unwrap();
+                std::fs::create_dir(&p).unwrap(); // a directory where the file should be
+            },
+            expect: "data_batch_5.bin",
+        },
+        Case {
+            name: "label outside 0-9",
+            args: "train --data-dir {D}/data {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                let p = d.join("data/data_batch_1.bin");
+                let mut b = std::fs::read(&p).unwrap();
+                b[42 * RECORD_BYTES] = 200;
+                std::fs::write(&p, b).unwrap();
+            },
+            expect: "record 42 has label 200",
+        },
+        Case { name: "depth not 6n+2", args: "train --depth 21", setup: no_setup, expect: "6n+2" },
+        Case { name: "batch size 0", args: "train --batch-size 0", setup: no_setup, expect: "--batch-size 0" },
+        Case { name: "negative lr", args: "train --lr -0.1", setup: no_setup, expect: "--lr -0.1" },
+        Case { name: "zero epochs", args: "train --epochs 0", setup: no_setup, expect: "--epochs 0" },
+        Case { name: "unknown device", args: "train --device tpu", setup: no_setup, expect: "unknown device" },
+        Case {
+            name: "validation split too large",
+            args: "train --data-dir {D}/data --depth 8 --limit-train 100 --val-split 100",
+            setup: |d| make_data(&d.join("data")),
+            expect: "--val-split",
+        },
+        Case {
+            name: "checkpoint of another architecture",
+            args: "eval --depth 20 --weights {D}/r56.safetensors --data-dir {D}/data",
+            setup: |d| save_model(&d.join("r56.safetensors"), 56),
+            expect: "does not fit the model",
+        },
+        Case {
+            name: "truncated checkpoint",
+            args: "eval --weights {D}/t.safetensors",
+            setup: |d| {
+                save_model(&d.join("t.safetensors"), 8);
+                let b = std::fs::read(d.join("t.safetensors")).unwrap();
+                std::fs::write(d.join("t.safetensors"), &b[..b.len() / 3]).unwrap();
+            },
+            expect: "not a valid safetensors file",
+        },
+        Case {
+            name: "corrupt checkpoint",
+            args: "predict --weights {D}/c.safetensors {D}/x.png",
+            setup: |d| std::fs::write(d.join("c.safetensors"), b"PK\x03\x04 a zip, not safetensors").unwrap(),
+            expect: "not a valid safetensors file",
+        },
+        Case {
+            name: "missing checkpoint",
+            args: "eval --weights {D}/none.safetensors",
+            setup: no_setup,
+            expect: "none.safetensors",
+        },
+        Case {
+            name: "unwritable output directory",
+            args: "train --data-dir {D}/data --out {D}/file/run {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                std::fs::write(d.join("file"), b"a file, not a directory").unwrap();
+            },
+            expect: "file/run",
+        },
+        Case {
+            name: "existing run without --resume",
+            args: "train --data-dir {D}/data --out {D}/run {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                std::fs::create_dir(d.join("run")).unwrap();
+                std::fs::write(d.join("run/metrics.csv"), "epoch\n").unwrap();
+            },
+            expect: "already holds a run",
+        },
+        Case {
+            name: "resume where there is no run",
+            args: "train --resume {D}",
+            setup: no_setup,
+            expect: "no run to resume",
+        },
+        Case {
+            name: "malformed metrics.csv for plot",
+            args: "plot {D}/run -o {D}/out.png",
+            setup: |d| {
+                std::fs::create_dir(d.join("run")).unwrap();
+                std::fs::write(d.join("run/metrics.csv"), "epoch,iteration\n1,x\n").unwrap();
+            },
+            expect: "metrics.csv",
+        },
+        Case {
+            name: "plot to an unknown format",
+            args: "plot {D} -o {D}/out.gif",
+            setup: |d| {
+                std::fs::write(d.join("metrics.csv"), "epoch,iteration,lr,train_loss,train_err,test_loss,test_err,epoch_seconds,images_per_sec\n1,10,0.1,2,80,2,80,1,1\n").unwrap();
+            },
+            expect: "use .png or .svg",
+        },
+        Case {
+            name: "unreadable image for predict",
+            args: "predict --weights {D}/m.safetensors {D}/broken.jpg",
+            setup: |d| {
+                save_model(&d.join("m.safetensors"), 8);
+                std::fs::write(d.join("broken.jpg"), b"\xff\xd8 not really").unwrap();
+            },
+            expect: "broken.jpg",
+        },
+    ]
+}
+
+fn run(args: &str, dir: &Path, fsize_limit: Option<u64>) -> std::process::Output {
+    let args = args.replace("{D}", &dir.display().to_string());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resnet-cifar"));
+    cmd.args(args.split_whitespace()).env("RUST_BACKTRACE", "1");
+    if let Some(limit) = fsize_limit {
+        // SAFETY: only async-signal-safe setrlimit between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &r) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn assert_clean_failure(name: &str, out: &std::process::Output, expect: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{name}: should fail");
+    assert_ne!(out.status.code(), Some(101), "{name}: panicked: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{name}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{name}: one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expect), "{name}: `{expect}` not in: {stderr}");
+}
+
+#[test]
+fn every_bad_input_gets_one_line_and_a_non_zero_exit() {
+    let cases = cases();
+    for case in &cases {
+        let tmp = tempfile::tempdir().unwrap();
+        (case.setup)(tmp.path());
+        let out = run(&case.args.replace("{T}", TINY), tmp.path(), None);
+        assert_clean_failure(case.name, &out, case.expect);
+    }
+    if !tch::Cuda::is_available() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_clean_failure("CUDA absent", &run("train --device cuda", tmp.path(), None), "CUDA is not available");
+    }
+    eprintln!("{} bad inputs, each answered with one line", cases.len() + 1);
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_keeps_what_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_data(&tmp.path().join("data"));
+    // 64 KiB per file: config.json and metrics.csv fit, a depth-8 checkpoint (~330 KB) does not.
+    let args = format!("train --data-dir {{D}}/data --out {{D}}/run {TINY}");
+    let out = run(&args, tmp.path(), Some(64 * 1024));
+    assert_clean_failure("full disk", &out, "last.safetensors");
+    let csv = std::fs::read_to_string(tmp.path().join("run/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "the epoch's row, written before the checkpoint, is kept: {csv}");
+    assert!(!tmp.path().join("run/last.safetensors").exists(), "no partial checkpoint under the real name");
+    assert!(!tmp.path().join("run/.last.safetensors.tmp").exists(), "the temporary file is removed");
+}
