@@ -52,6 +52,23 @@ pub enum Command {
     Responses(ResponsesArgs),
 }
 
+/// Where an analysis writes its table and figure.
+#[derive(Debug, Clone, Args)]
+pub struct TableOutput {
+    /// Output CSV.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Figure (.png or .svg) [default: the CSV's path with .png].
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+impl TableOutput {
+    fn plot_path(&self) -> PathBuf {
+        self.plot.clone().unwrap_or_else(|| self.output.with_extension("png"))
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct GradFlowArgs {
     /// Architectures, comma-separated (e.g. plain,resnet); one table and line per network.
@@ -85,12 +102,8 @@ pub struct GradFlowArgs {
     pub seed: i64,
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Output CSV.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Figure (.png or .svg) [default: the CSV's path with .png].
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: TableOutput,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,12 +121,8 @@ pub struct ResponsesArgs {
     pub limit_test: Option<usize>,
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Output CSV.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Figure (.png or .svg) [default: the CSV's path with .png].
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: TableOutput,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -339,13 +348,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Responses(args)) => {
             let device = parse_device(&args.device)?;
             let all = analysis::responses_of(&args.weights, args.normalize, &args.data_dir, args.limit_test, device)?;
-            let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("png"));
-            analysis::write_responses(&all, &args.output, &plot)?;
+            let plot = args.out.plot_path();
+            analysis::write_responses(&all, &args.out.output, &plot)?;
             for r in &all {
                 let stds: Vec<String> = r.layers.iter().map(|(_, s)| format!("{s:.2}")).collect();
                 println!("{}: {}", r.name, stds.join(" "));
             }
-            println!("wrote {} and {}", args.output.display(), plot.display());
+            println!("wrote {} and {}", args.out.output.display(), plot.display());
             Ok(())
         }
         Some(Command::Plot(args)) => {
@@ -396,10 +405,10 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
             }
         }
     }
-    let plot = args.plot.clone().unwrap_or_else(|| args.output.with_extension("png"));
+    let plot = args.out.plot_path();
     let when = if args.weights.is_some() { "trained" } else { "at initialisation" };
     let bn = if args.no_bn { ", no BN" } else { "" };
-    analysis::write_flows(&flows, &args.output, &plot, &format!("Gradient flow through depth, {when}{bn}"))?;
+    analysis::write_flows(&flows, &args.out.output, &plot, &format!("Gradient flow through depth, {when}{bn}"))?;
     for f in &flows {
         let first = &f.rows[1];
         println!(
@@ -410,7 +419,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
             f.rows.last().map_or(0.0, |r| r.activation_std)
         );
     }
-    println!("wrote {} and {}", args.output.display(), plot.display());
+    println!("wrote {} and {}", args.out.output.display(), plot.display());
     Ok(())
 }
 

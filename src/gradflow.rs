@@ -112,22 +112,6 @@ pub fn grad_flow(model: &ResNet, batches: &[(Tensor, Tensor)], train: bool) -> V
         .collect()
 }
 
-/// Writes the gradient-flow table as CSV.
-pub fn write_flow_csv(path: &std::path::Path, rows: &[FlowRow]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    w.write_record(["index", "boundary", "grad_norm", "ratio_to_last", "activation_std"])?;
-    for r in rows {
-        w.write_record([
-            r.index.to_string(),
-            r.name.clone(),
-            format!("{:e}", r.grad_norm),
-            format!("{:e}", r.ratio_to_last),
-            format!("{:e}", r.activation_std),
-        ])?;
-    }
-    w.flush().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 /// The std of every 3×3 layer's response (after BN, before ReLU or addition), in layer
 /// order: `conv1`, then `layer1.0.conv1`, `layer1.0.conv2`, … Computed in inference mode
 /// over all of `split`, over every entry of the layer's output (population std).
