@@ -365,13 +365,16 @@ struct Saver<'a> {
 }
 
 impl Saver<'_> {
+    /// `last.safetensors` carries the momentum buffers for `--resume`; `best.safetensors` is
+    /// for inference and export, model and normalisation only.
     fn save(&self, opt: &Sgd, progress: &Progress, name: &str) -> Result<()> {
+        let optimizer = if name == "best.safetensors" { Vec::new() } else { state::optimizer_tensors(opt) };
         checkpoint::save(
             &self.cfg.out_dir.join(name),
             self.vs,
             &self.cfg.model,
             self.normalizer,
-            state::optimizer_tensors(opt),
+            optimizer,
             state::progress_metadata(progress),
         )
     }

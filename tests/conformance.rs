@@ -132,7 +132,8 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
         };
         let synth = data::synthetic(256, 64, 3);
         run_with_data(&cfg, &synth).unwrap();
-        let ckpt_path = run_dir.join("last.safetensors");
+        // best.safetensors is the export (last.safetensors adds optimizer.* buffers for --resume).
+        let ckpt_path = run_dir.join("best.safetensors");
 
         let mut vs = VarStore::new(Device::Cpu);
         let ckpt = checkpoint::read(&ckpt_path).unwrap();
