@@ -256,3 +256,21 @@ fn a_full_disk_fails_cleanly_and_keeps_what_was_written() {
     assert!(!tmp.path().join("run/last.safetensors").exists(), "no partial checkpoint under the real name");
     assert!(!tmp.path().join("run/.last.safetensors.tmp").exists(), "the temporary file is removed");
 }
+
+#[test]
+fn a_diverging_run_stops_with_the_iteration_and_lr_and_keeps_its_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_data(&tmp.path().join("data"));
+    let args = format!(
+        "train --data-dir {{D}}/data --out {{D}}/run --lr 1e12 --save-every 1 --epochs 2 {}",
+        TINY.replace("--epochs 1 ", "")
+    );
+    let out = run(&args, tmp.path(), None);
+    assert_clean_failure("divergence", &out, "training diverged");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at iteration ") && stderr.contains("(lr 1"), "{stderr}");
+    // Checkpoints written before the divergence are whole.
+    if tmp.path().join("run/last.safetensors").exists() {
+        checkpoint::read(&tmp.path().join("run/last.safetensors")).unwrap();
+    }
+}
