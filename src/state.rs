@@ -96,11 +96,10 @@ pub fn config_from_run(dir: &Path) -> Result<TrainConfig> {
     let f = |k: &str| v[k].as_f64().ok_or_else(|| bad(&format!("missing `{k}`")));
     let b = |k: &str| v[k].as_bool().unwrap_or(false);
     let opt_usize = |k: &str| v[k].as_u64().map(|x| x as usize);
-    let parse = |k: &str| -> Result<String> { s(k) };
     let model = ResNetConfig {
         depth: i("depth")?,
-        arch: parse("arch")?.parse()?,
-        shortcut: parse("shortcut")?.parse()?,
+        arch: s("arch")?.parse()?,
+        shortcut: s("shortcut")?.parse()?,
         batch_norm: v["batch_norm"].as_bool().unwrap_or(true),
         zero_init_residual: b("zero_init_residual"),
         ..Default::default()
