@@ -1,12 +1,13 @@
 # The two commands of the README. Each does its own set-up (libtorch, data).
 #   make train [ARGS="--depth 56 --epochs 10"]   train (defaults: ResNet-20, 50 epochs, batch 128)
 #   make test                                      the whole test suite
+#   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
 # Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
 
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: train test build
+.PHONY: train test build bench
 
 build:
 	source scripts/env.sh && resnet_cifar_setup && cargo build --release
@@ -19,3 +20,6 @@ test:
 	source scripts/env.sh && resnet_cifar_setup && \
 	if [ -z "$${CIFAR10_DIR:-}" ] && [ -d data/cifar-10-batches-bin ]; then export CIFAR10_DIR=$$PWD/data/cifar-10-batches-bin; fi && \
 	cargo build --release --examples && cargo test --release --lib --bins --tests
+
+bench:
+	bench/speed.sh $(ARGS)

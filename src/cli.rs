@@ -8,11 +8,12 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::analysis;
+use crate::bench::{self, BenchConfig, BenchMode};
 use crate::data::default_data_dir;
 use crate::device::parse_device;
 use crate::evaluate::evaluate;
 use crate::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
-use crate::model::{Arch, ResNetConfig, Shortcut};
+use crate::model::{Arch, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
 use crate::normalize::Normalizer;
 use crate::report::{self, ReportContext};
@@ -50,6 +51,38 @@ pub enum Command {
     GradFlow(GradFlowArgs),
     /// Std of every 3×3 layer's response over the test set (Fig. 7), per checkpoint.
     Responses(ResponsesArgs),
+    /// Images/s of the training step or of evaluation, and peak memory, as one JSON line
+    /// (bench/speed.py compares it with PyTorch).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// train: whole training steps; eval: passes over the test set.
+    #[arg(long, value_enum, default_value_t = BenchMode::Train)]
+    pub mode: BenchMode,
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    pub batch_size: i64,
+    /// Timed steps (eval: timed passes over the test set).
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
+    pub iters: i64,
+    /// Untimed steps (passes) before timing.
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    pub warmup: i64,
+    /// Also time data, forward, backward and optimizer separately (synchronising between them).
+    #[arg(long)]
+    pub profile: bool,
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads for libtorch [default: libtorch's choice].
+    #[arg(long, allow_negative_numbers = true)]
+    pub threads: Option<i32>,
 }
 
 /// Where an analysis writes its table and figure.
@@ -192,6 +225,8 @@ pub struct EvalArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     pub limit_test: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -228,7 +263,32 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn config(&self) -> ResNetConfig {
-        ResNetConfig { depth: self.depth, arch: self.arch, shortcut: self.shortcut, ..Default::default() }
+        ResNetConfig {
+            depth: self.depth,
+            arch: self.arch,
+            shortcut: self.shortcut,
+            batch_norm: !self.no_bn,
+            zero_init_residual: self.zero_init_residual,
+            ..Default::default()
+        }
+    }
+}
+
+/// How the network computes (no effect on parameters or checkpoints).
+#[derive(Debug, Clone, Args)]
+pub struct ComputeArgs {
+    /// fp32, or bf16 mixed precision (bf16 convolutions and activations; fp32 weights,
+    /// BN statistics and loss).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Memory layout of activations: channels-last (NHWC strides, faster on CPU and GPU) or nchw.
+    #[arg(long, value_enum, default_value_t = Layout::ChannelsLast)]
+    pub layout: Layout,
+}
+
+impl ComputeArgs {
+    pub fn compute(&self) -> Compute {
+        Compute::new(self.precision, self.layout)
     }
 }
 
@@ -287,6 +347,8 @@ pub struct TrainArgs {
     /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub save_every: i64,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Continue the run in this directory from its last checkpoint (its settings come from
     /// its config.json; only --threads may change).
     #[arg(long)]
@@ -303,6 +365,7 @@ impl TrainArgs {
         });
         let cfg = TrainConfig {
             model,
+            compute: self.compute.compute(),
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -343,6 +406,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Eval(args)) => eval_command(&args),
+        Some(Command::Bench(args)) => bench_command(&args),
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Responses(args)) => {
@@ -423,9 +487,31 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_command(args: &BenchArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        anyhow::ensure!(t >= 1, "--threads {t} must be at least 1");
+        tch::set_num_threads(t);
+    }
+    let cfg = BenchConfig {
+        model: args.model.config(),
+        compute: args.compute.compute(),
+        mode: args.mode,
+        batch_size: args.batch_size,
+        iters: args.iters,
+        warmup: args.warmup,
+        data_dir: args.data_dir.clone(),
+        device: parse_device(&args.device)?,
+        profile: args.profile,
+    };
+    let result = bench::run(&cfg)?;
+    println!("{}", serde_json::to_string(&result).expect("bench result serialises"));
+    Ok(())
+}
+
 fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
-    let (loaded, normalizer) = w.load()?;
+    let (mut loaded, normalizer) = w.load()?;
+    loaded.model.set_compute(args.compute.compute());
     let dir = &w.data_dir;
     crate::data::check_data_dir(dir)?;
     let test =

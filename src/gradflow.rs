@@ -68,7 +68,8 @@ pub fn forward_probed(
 pub fn mean_grad_norm(b: &Boundary) -> Tensor {
     let g = b.probe.grad();
     let n = g.size()[0];
-    g.view([n, -1]).norm_scalaropt_dim(2.0, [1i64].as_slice(), false).mean(Kind::Double)
+    // reshape, not view: a channels-last gradient is not contiguous in N×C×H×W order.
+    g.reshape([n, -1]).to_kind(Kind::Float).norm_scalaropt_dim(2.0, [1i64].as_slice(), false).mean(Kind::Double)
 }
 
 /// One row of the gradient-flow table.

@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -76,6 +76,125 @@ impl FromStr for Shortcut {
     }
 }
 
+/// Number format of the convolutions and activations. Parameters, BN statistics and the
+/// loss stay fp32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Mixed precision: fp32 master weights cast to bf16 at each convolution, bf16
+    /// activations, BN with fp32 affine parameters and running statistics (libtorch's
+    /// mixed-type kernels accumulate in fp32), fp32 pooling output, classifier and loss.
+    Bf16,
+}
+
+/// Memory layout of activations and convolution weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Layout {
+    /// N×C×H×W strides: libtorch's default.
+    #[default]
+    #[value(name = "nchw")]
+    Nchw,
+    /// N×H×W×C strides ("channels last") for the same N×C×H×W shape: faster convolutions
+    /// in oneDNN (CPU) and cuDNN.
+    #[value(name = "channels-last")]
+    ChannelsLast,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Nchw => "nchw",
+            Layout::ChannelsLast => "channels-last",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(Error::Config(format!("unknown precision `{s}`: use fp32 or bf16"))),
+        }
+    }
+}
+
+impl FromStr for Layout {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "nchw" => Ok(Layout::Nchw),
+            "channels-last" => Ok(Layout::ChannelsLast),
+            _ => Err(Error::Config(format!("unknown layout `{s}`: use nchw or channels-last"))),
+        }
+    }
+}
+
+/// How the network computes: number format and memory layout. It changes no parameter
+/// and no checkpoint; the default (fp32, NCHW) is PyTorch's own arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compute {
+    pub precision: Precision,
+    pub layout: Layout,
+}
+
+impl Compute {
+    pub fn new(precision: Precision, layout: Layout) -> Self {
+        Compute { precision, layout }
+    }
+
+    /// The element type of convolutions and activations.
+    pub fn kind(&self) -> Kind {
+        match self.precision {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+
+    /// `x` (an activation or a convolution weight, 4-d) in this element type and layout;
+    /// `x` itself when it already is. Differentiable: gradients reach the fp32 original.
+    pub fn cast(&self, x: &Tensor) -> Tensor {
+        let x = if x.kind() == self.kind() { x.shallow_clone() } else { x.to_kind(self.kind()) };
+        match self.layout {
+            Layout::Nchw => x,
+            Layout::ChannelsLast => to_channels_last(&x),
+        }
+    }
+}
+
+/// The same N×C×H×W tensor with N×H×W×C strides (tch has no memory-format API; a
+/// permute, a copy and the inverse permute give the strides). No copy when it already has them.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    if is_channels_last(x) {
+        return x.shallow_clone();
+    }
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Whether `x` (4-d) is densely laid out as N×H×W×C.
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let size = x.size();
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    let stride = x.stride();
+    // Strides of size-1 dimensions do not matter.
+    let ok = |dim: usize, want: i64| size[dim] == 1 || stride[dim] == want;
+    ok(1, 1) && ok(3, c) && ok(2, c * w) && ok(0, c * h * w)
+}
+
 /// Which network to build. `depth` must be 6n+2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResNetConfig {
@@ -138,6 +257,19 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> 
     nn::conv2d(p, c_in, c_out, k, cfg)
 }
 
+/// `x` through convolution `c` (built by [`conv`] with this `stride`), computed as
+/// `compute` says: the weight (fp32 master copy) is cast to the compute type and layout
+/// inside the graph, so its gradient arrives in fp32.
+fn conv_t(c: &nn::Conv2D, x: &Tensor, stride: i64, compute: Compute) -> Tensor {
+    if compute == Compute::default() {
+        return x.apply(c);
+    }
+    let w = compute.cast(&c.ws);
+    let b = c.bs.as_ref().map(|b| b.to_kind(compute.kind()));
+    let padding = w.size()[2] / 2;
+    x.conv2d(&w, b.as_ref(), [stride, stride], [padding, padding], [1, 1], 1)
+}
+
 /// BatchNorm with β = 0 and γ = `gamma` (tch's default γ is uniform, PyTorch's is one),
 /// or nothing in a network without BN.
 fn batch_norm(p: nn::Path, c: i64, cfg: &ResNetConfig, gamma: f64) -> Option<nn::BatchNorm> {
@@ -167,7 +299,7 @@ pub enum ShortcutPath {
     /// on each side, as the PyTorch reference does (so its checkpoints give the same outputs).
     ZeroPad { pad: i64 },
     /// Option B across a change of shape: 1×1 convolution, stride 2, then BN.
-    Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm> },
+    Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm>, stride: i64, compute: Compute },
 }
 
 impl ShortcutPath {
@@ -180,7 +312,9 @@ impl ShortcutPath {
                 let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
                 Some(sub.constant_pad_nd([0, 0, 0, 0, *pad, *pad]))
             }
-            ShortcutPath::Projection { conv, bn } => Some(norm_t(bn, x.apply(conv), train)),
+            ShortcutPath::Projection { conv, bn, stride, compute } => {
+                Some(norm_t(bn, conv_t(conv, x, *stride, *compute), train))
+            }
         }
     }
 }
@@ -193,6 +327,9 @@ pub struct BasicBlock {
     pub conv2: nn::Conv2D,
     pub bn2: Option<nn::BatchNorm>,
     pub shortcut: ShortcutPath,
+    /// Stride of conv1: 2 in the first block of stages 2 and 3, else 1.
+    pub stride: i64,
+    pub compute: Compute,
 }
 
 impl BasicBlock {
@@ -207,6 +344,8 @@ impl BasicBlock {
                 ShortcutPath::Projection {
                     conv: conv(&s / "0", c_in, c_out, 1, stride, !cfg.batch_norm),
                     bn: batch_norm(&s / "1", c_out, cfg, 1.0),
+                    stride,
+                    compute: Compute::default(),
                 }
             }
         };
@@ -217,6 +356,8 @@ impl BasicBlock {
             conv2: conv(&p / "conv2", c_out, c_out, 3, 1, !cfg.batch_norm),
             bn2: batch_norm(&p / "bn2", c_out, cfg, if silence { 0.0 } else { 1.0 }),
             shortcut,
+            stride,
+            compute: Compute::default(),
         };
         if silence && !cfg.batch_norm {
             tch::no_grad(|| {
@@ -232,8 +373,8 @@ impl BasicBlock {
     /// The two layer responses of the block (Fig. 7): each 3×3 convolution's output after
     /// BN, before ReLU or the addition. The second is the residual function F(x).
     pub fn responses_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let r1 = norm_t(&self.bn1, x.apply(&self.conv1), train);
-        let r2 = norm_t(&self.bn2, r1.relu().apply(&self.conv2), train);
+        let r1 = norm_t(&self.bn1, conv_t(&self.conv1, x, self.stride, self.compute), train);
+        let r2 = norm_t(&self.bn2, conv_t(&self.conv2, &r1.relu(), 1, self.compute), train);
         (r1, r2)
     }
 
@@ -266,6 +407,8 @@ pub struct ResNet {
     /// The three stages of `n` blocks each, with 16, 32 and 64 filters.
     pub stages: [Vec<BasicBlock>; 3],
     pub linear: nn::Linear,
+    /// Number format and layout of the computation ([`ResNet::set_compute`]).
+    pub compute: Compute,
 }
 
 /// Filters per stage (Section 4.2).
@@ -295,12 +438,25 @@ impl ResNet {
             bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
             stages,
             linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
+            compute: Compute::default(),
         })
     }
 
-    /// The stem's layer response: conv1 after BN, before ReLU.
+    /// Computes from now on in `compute`'s number format and layout.
+    pub fn set_compute(&mut self, compute: Compute) {
+        self.compute = compute;
+        for block in self.stages.iter_mut().flatten() {
+            block.compute = compute;
+            if let ShortcutPath::Projection { compute: c, .. } = &mut block.shortcut {
+                *c = compute;
+            }
+        }
+    }
+
+    /// The stem's layer response: conv1 after BN, before ReLU. `x` is the fp32 input; it
+    /// is cast to the compute type and layout here.
     pub fn stem_response_t(&self, x: &Tensor, train: bool) -> Tensor {
-        norm_t(&self.bn1, x.apply(&self.conv1), train)
+        norm_t(&self.bn1, conv_t(&self.conv1, &self.compute.cast(x), 1, self.compute), train)
     }
 
     /// The stem: conv1–BN–ReLU.
@@ -308,9 +464,10 @@ impl ResNet {
         self.stem_response_t(x, train).relu()
     }
 
-    /// The classifier head: global average pooling, then the fully connected layer.
+    /// The classifier head: global average pooling (accumulated and returned in fp32), then
+    /// the fully connected layer in fp32.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        x.mean_dim([2i64, 3].as_slice(), false, x.kind()).apply(&self.linear)
+        x.mean_dim([2i64, 3].as_slice(), false, Kind::Float).apply(&self.linear)
     }
 
     /// All blocks in order, with their names (`layer2.0`, …).

@@ -104,8 +104,14 @@ pub fn config_from_run(dir: &Path) -> Result<TrainConfig> {
         zero_init_residual: b("zero_init_residual"),
         ..Default::default()
     };
+    // Runs from before these settings existed computed in fp32, NCHW.
+    let compute = crate::model::Compute::new(
+        v["precision"].as_str().unwrap_or("fp32").parse()?,
+        v["layout"].as_str().unwrap_or("nchw").parse()?,
+    );
     Ok(TrainConfig {
         model,
+        compute,
         epochs: i("epochs")?,
         batch_size: i("batch_size")?,
         lr: f("lr")?,

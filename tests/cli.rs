@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use resnet_cifar::data;
+use resnet_cifar::model::{Compute, Layout, Precision};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resnet-cifar"))
@@ -69,4 +70,70 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     if !tch::Cuda::is_available() {
         assert_one_line_error(&["train", "--device", "cuda"], "CUDA is not available");
     }
+}
+
+#[test]
+fn bench_prints_one_json_line_for_training_and_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic_data_dir(tmp.path());
+    for (mode, precision) in [("train", "bf16"), ("eval", "fp32")] {
+        let o = bin()
+            .args(["bench", "--mode", mode, "--precision", precision, "--depth", "8", "--batch-size", "32"])
+            .args(["--iters", "2", "--warmup", "1", "--profile", "--device", "cpu", "--threads", "2", "--data-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["precision"], precision);
+        assert_eq!(v["layout"], "channels-last");
+        let expected_images = if mode == "train" { 2 * 32 } else { 2 * 10_000 };
+        assert_eq!(v["images"], expected_images);
+        assert!(v["images_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(v["peak_rss_mib"].as_f64().unwrap() > 10.0);
+        if mode == "train" {
+            let phases = &v["phases"];
+            let sum: f64 = ["data", "forward", "backward", "optimizer"].iter().map(|p| phases[p].as_f64().unwrap()).sum();
+            let seconds = v["seconds"].as_f64().unwrap();
+            assert!(sum > 0.0 && sum <= seconds * 1.01, "phases {phases} within {seconds} s");
+        }
+    }
+    assert_one_line_error(&["bench", "--iters", "0"], "--iters");
+    assert_one_line_error(&["bench", "--precision", "fp8"], "fp8");
+}
+
+#[test]
+fn a_bf16_run_records_its_precision_and_resumes_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic_data_dir(tmp.path());
+    let out = tmp.path().join("run");
+    let train = |extra: &[&str]| {
+        let o = bin()
+            .args(["train", "--depth", "8", "--batch-size", "64", "--limit-train", "256", "--limit-test", "128"])
+            .args(["--device", "cpu", "--threads", "2", "--data-dir"])
+            .arg(tmp.path())
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        stdout
+    };
+    let stdout = train(&["--epochs", "2", "--precision", "bf16", "--layout", "nchw", "--no-bn"]);
+    assert!(stdout.contains("in bf16, nchw"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["precision"], "bf16");
+    assert_eq!(config["layout"], "nchw");
+    assert_eq!(config["batch_norm"], false, "--no-bn reaches the model");
+    let ckpt = resnet_cifar::checkpoint::read(&out.join("last.safetensors")).unwrap();
+    assert!(ckpt.tensors.values().all(|t| t.kind() == tch::Kind::Float), "checkpoints hold fp32 tensors");
+    // `--resume` takes its settings from config.json, precision and layout included.
+    let resumed = resnet_cifar::state::config_from_run(&out).unwrap();
+    assert_eq!(resumed.compute, Compute::new(Precision::Bf16, Layout::Nchw));
+    assert!(!resumed.model.batch_norm);
 }
