@@ -159,7 +159,8 @@ def op_classes(fetch, step):
 
 def evaluate(args, model):
     images, labels = read_batches(args.data_dir, ["test_batch.bin"])
-    images = torch.from_numpy(images).permute(0, 3, 1, 2)
+    # N×C×H×W and contiguous, as ToTensor() gives (and as PyTorch users evaluate).
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(labels)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)

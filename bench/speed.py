@@ -48,14 +48,20 @@ class Runner:
         ]
         return run_json(cmd + (["--profile"] if profile else []), self.env)
 
-    def pytorch(self, mode, depth, batch, precision, iters, warmup, profile=False):
+    def pytorch_malloc(self, mode, depth, batch, precision, iters, warmup):
+        """The baseline with the glibc malloc settings that `resnet-cifar` makes itself
+        (src/alloc.rs), to show how much of the difference they account for."""
+        env = dict(self.env, MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
+        return self.pytorch(mode, depth, batch, precision, iters, warmup, env=env)
+
+    def pytorch(self, mode, depth, batch, precision, iters, warmup, profile=False, env=None):
         cmd = [
             sys.executable, os.path.join(HERE, "pytorch_train.py"), "--threads", str(self.args.threads),
             "--data-dir", self.args.data_dir, "--mode", mode, "--depth", str(depth),
             "--batch-size", str(batch), "--precision", precision, "--iters", str(iters),
             "--warmup", str(warmup), "--workers", str(self.args.workers),
         ]
-        return run_json(cmd + (["--profile"] if profile else []), self.env)
+        return run_json(cmd + (["--profile"] if profile else []), env or self.env)
 
 
 def median_of(results, key="images_per_sec"):
@@ -71,6 +77,8 @@ def compare(runner, args):
             for depth in args.depths:
                 for precision in PRECISIONS:
                     impls = [("ours", runner.ours), ("pytorch", runner.pytorch)]
+                    if mode == "train" and depth == 20:
+                        impls.append(("pytorch_malloc", runner.pytorch_malloc))
                     if rnd % 2:
                         impls.reverse()
                     for name, fn in impls:
@@ -145,6 +153,9 @@ def markdown(result):
              "| --- | --- | --- | ---: | ---: | ---: | --- |"]
     get = {(r["mode"], r["depth"], r["precision"], r["impl"]): r for r in result["compare"]}
     for (mode, depth, precision, impl), r in sorted(get.items()):
+        if impl == "pytorch_malloc":
+            lines.append(f"| {mode} | ResNet-{depth} | {precision}: PyTorch with our malloc settings | "
+                         f"| {r['images_per_sec']:.0f} | | |")
         if impl != "ours":
             continue
         pt = get[(mode, depth, precision, "pytorch")]

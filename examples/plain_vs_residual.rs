@@ -70,6 +70,7 @@ struct Row {
 }
 
 fn main() -> ExitCode {
+    resnet_cifar::alloc::keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! - [`train`]: the one training loop, with [`schedule`] and [`optim`].
 //! - [`checkpoint`]: safetensors checkpoints that PyTorch loads as they are.
 
+pub mod alloc;
 pub mod analysis;
 pub mod augment;
 pub mod bench;

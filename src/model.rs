@@ -442,15 +442,35 @@ impl ResNet {
         })
     }
 
-    /// Computes from now on in `compute`'s number format and layout.
+    /// Computes from now on in `compute`'s number format and layout. With channels-last the
+    /// convolution weights (the fp32 master copies) are re-laid out in place, so that their
+    /// gradients and momentum buffers get the same strides and no step has to permute them;
+    /// values, shapes, names and checkpoints do not change. Call it before creating the
+    /// optimizer.
     pub fn set_compute(&mut self, compute: Compute) {
         self.compute = compute;
+        let mut convs = vec![&self.conv1];
         for block in self.stages.iter_mut().flatten() {
             block.compute = compute;
             if let ShortcutPath::Projection { compute: c, .. } = &mut block.shortcut {
                 *c = compute;
             }
         }
+        for block in self.stages.iter().flatten() {
+            convs.extend([&block.conv1, &block.conv2]);
+            if let ShortcutPath::Projection { conv, .. } = &block.shortcut {
+                convs.push(conv);
+            }
+        }
+        tch::no_grad(|| {
+            for conv in convs {
+                let relaid = match compute.layout {
+                    Layout::ChannelsLast => to_channels_last(&conv.ws),
+                    Layout::Nchw => conv.ws.contiguous(),
+                };
+                conv.ws.shallow_clone().set_data(&relaid);
+            }
+        });
     }
 
     /// The stem's layer response: conv1 after BN, before ReLU. `x` is the fp32 input; it
