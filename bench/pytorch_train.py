@@ -129,7 +129,7 @@ def train(args, model):
     seconds = time.perf_counter() - start
     extra = {}
     if args.profile:
-        extra["phases"] = phases
+        extra["phases"] = dict(phases)  # before op_classes adds its profiled steps
         extra["op_classes"] = op_classes(lambda: [next(it) for _ in range(args.iters)], step)
     return seconds, args.iters * args.batch_size, extra
 

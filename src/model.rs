@@ -154,18 +154,12 @@ impl Compute {
         Compute { precision, layout }
     }
 
-    /// The element type of convolutions and activations.
-    pub fn kind(&self) -> Kind {
-        match self.precision {
-            Precision::Fp32 => Kind::Float,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-
-    /// `x` (an activation or a convolution weight, 4-d) in this element type and layout;
-    /// `x` itself when it already is. Differentiable: gradients reach the fp32 original.
+    /// `x` (an activation or a convolution weight, 4-d) in this layout and, with bf16, in
+    /// bf16 (fp32 leaves the element type alone: an f64 model stays f64); `x` itself when
+    /// nothing changes. Differentiable: gradients reach the original in its own type.
     pub fn cast(&self, x: &Tensor) -> Tensor {
-        let x = if x.kind() == self.kind() { x.shallow_clone() } else { x.to_kind(self.kind()) };
+        let lower = self.precision == Precision::Bf16 && x.kind() != Kind::BFloat16;
+        let x = if lower { x.to_kind(Kind::BFloat16) } else { x.shallow_clone() };
         match self.layout {
             Layout::Nchw => x,
             Layout::ChannelsLast => to_channels_last(&x),
@@ -265,7 +259,7 @@ fn conv_t(c: &nn::Conv2D, x: &Tensor, stride: i64, compute: Compute) -> Tensor {
         return x.apply(c);
     }
     let w = compute.cast(&c.ws);
-    let b = c.bs.as_ref().map(|b| b.to_kind(compute.kind()));
+    let b = c.bs.as_ref().map(|b| b.to_kind(w.kind()));
     let padding = w.size()[2] / 2;
     x.conv2d(&w, b.as_ref(), [stride, stride], [padding, padding], [1, 1], 1)
 }
@@ -373,22 +367,31 @@ impl BasicBlock {
     /// The two layer responses of the block (Fig. 7): each 3×3 convolution's output after
     /// BN, before ReLU or the addition. The second is the residual function F(x).
     pub fn responses_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let r1 = norm_t(&self.bn1, conv_t(&self.conv1, x, self.stride, self.compute), train);
-        let r2 = norm_t(&self.bn2, conv_t(&self.conv2, &r1.relu(), 1, self.compute), train);
+        let r1 = self.first_response_t(x, train);
+        let r2 = self.second_response_t(&r1.relu(), train);
         (r1, r2)
     }
 
-    /// The residual function F(x): conv–BN–ReLU–conv–BN, before the addition.
-    pub fn residual_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.responses_t(x, train).1
+    fn first_response_t(&self, x: &Tensor, train: bool) -> Tensor {
+        norm_t(&self.bn1, conv_t(&self.conv1, x, self.stride, self.compute), train)
     }
 
-    /// The block's output from its residual F(x) and its input x.
-    pub fn combine_t(&self, f: Tensor, x: &Tensor, train: bool) -> Tensor {
-        match self.shortcut.forward_t(x, train) {
-            Some(s) => (f + s).relu(),
-            None => f.relu(),
+    fn second_response_t(&self, h: &Tensor, train: bool) -> Tensor {
+        norm_t(&self.bn2, conv_t(&self.conv2, h, 1, self.compute), train)
+    }
+
+    /// The residual function F(x): conv–BN–ReLU–conv–BN, before the addition. The ReLU
+    /// works in place (BN's backward does not need its output): one activation fewer.
+    pub fn residual_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.second_response_t(&self.first_response_t(x, train).relu_(), train)
+    }
+
+    /// The block's output from its residual F(x) and its input x (F's storage is reused).
+    pub fn combine_t(&self, mut f: Tensor, x: &Tensor, train: bool) -> Tensor {
+        if let Some(s) = self.shortcut.forward_t(x, train) {
+            f += s;
         }
+        f.relu_()
     }
 }
 
@@ -481,13 +484,14 @@ impl ResNet {
 
     /// The stem: conv1–BN–ReLU.
     pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.stem_response_t(x, train).relu()
+        self.stem_response_t(x, train).relu_()
     }
 
     /// The classifier head: global average pooling (accumulated and returned in fp32), then
     /// the fully connected layer in fp32.
     pub fn head(&self, x: &Tensor) -> Tensor {
-        x.mean_dim([2i64, 3].as_slice(), false, Kind::Float).apply(&self.linear)
+        let kind = if x.kind() == Kind::BFloat16 { Kind::Float } else { x.kind() };
+        x.mean_dim([2i64, 3].as_slice(), false, kind).apply(&self.linear)
     }
 
     /// All blocks in order, with their names (`layer2.0`, …).

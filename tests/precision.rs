@@ -2,6 +2,7 @@
 //! and a close loss and keeps every parameter and BN statistic in fp32; channels-last
 //! gives the default layout's outputs and gradients within fp32 rounding.
 
+use resnet_cifar::checkpoint;
 use resnet_cifar::data::{self, Split};
 use resnet_cifar::model::{is_channels_last, to_channels_last, Compute, Layout, Precision, ResNet, ResNetConfig};
 use resnet_cifar::normalize::{Normalization, Normalizer};
@@ -161,4 +162,33 @@ fn channels_last_activations_really_have_nhwc_strides() {
     let bf16 = Compute { precision: Precision::Bf16, layout: Layout::Nchw }.cast(&x);
     assert_eq!(bf16.kind(), Kind::BFloat16);
     assert!(!is_channels_last(&bf16));
+}
+
+#[test]
+fn a_channels_last_model_saves_checkpoints_that_an_nchw_model_loads_unchanged() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = ResNetConfig { depth: 8, ..Default::default() };
+    let [(cl_vs, cl_model), (nchw_vs, nchw_model)] = twin_models(cfg, BF16_CL, FP32_NCHW);
+    // The master weights are re-laid out in place, still fp32, with the same values.
+    assert!(is_channels_last(&cl_model.conv1.ws));
+    assert!(!is_channels_last(&nchw_model.conv1.ws));
+    assert_eq!(cl_model.conv1.ws.kind(), Kind::Float);
+    assert_eq!(max_abs_diff(&cl_model.conv1.ws, &nchw_model.conv1.ws), 0.0);
+    // Train the channels-last bf16 model a step, save it, load it into the NCHW twin.
+    let split = batch();
+    let normalizer = Normalizer::fit(Normalization::PixelMean, &split.images);
+    let schedule = LrSchedule::scaled(0.1, 10, 0);
+    let mut opt = Sgd::new(&cl_vs, 0.9, 1e-4);
+    let ctx = StepContext { model: &cl_model, normalizer: &normalizer, schedule: &schedule, batch_size: 64, log_grad_norms: false };
+    train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
+    assert!(is_channels_last(&cl_model.conv1.ws), "the update keeps the layout");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cl.safetensors");
+    checkpoint::save(&path, &cl_vs, &cfg, &normalizer, Vec::new(), Default::default()).unwrap();
+    let mut nchw_vs = nchw_vs;
+    checkpoint::read(&path).unwrap().load_into(&mut nchw_vs).unwrap();
+    for (name, t) in cl_vs.variables() {
+        assert_eq!(max_abs_diff(&t, &nchw_vs.variables()[&name]), 0.0, "{name} changed on the way");
+    }
+    let _ = nchw_model;
 }
