@@ -153,7 +153,13 @@ fn bench_train(cfg: &BenchConfig, data: &Cifar10) -> Result<(i64, f64, Option<Ph
     let (vs, model) = build_model(cfg)?;
     let mut opt = Sgd::new(&vs, 0.9, 1e-4);
     let schedule = LrSchedule::scaled(0.1, cfg.warmup + cfg.iters, 0);
-    let ctx = StepContext { model: &model, normalizer: &normalizer, schedule: &schedule, batch_size: b, log_grad_norms: false };
+    let ctx = StepContext {
+        model: &model,
+        normalizer: &normalizer,
+        schedule: &schedule,
+        batch_size: b,
+        log_grad_norms: false,
+    };
     let perm = Tensor::randperm(n, (Kind::Int64, cfg.device));
     let batches_per_epoch = n / b;
     let mut phases = PhaseSeconds::default();

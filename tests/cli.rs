@@ -95,7 +95,8 @@ fn bench_prints_one_json_line_for_training_and_evaluation() {
         assert!(v["peak_rss_mib"].as_f64().unwrap() > 10.0);
         if mode == "train" {
             let phases = &v["phases"];
-            let sum: f64 = ["data", "forward", "backward", "optimizer"].iter().map(|p| phases[p].as_f64().unwrap()).sum();
+            let sum: f64 =
+                ["data", "forward", "backward", "optimizer"].iter().map(|p| phases[p].as_f64().unwrap()).sum();
             let seconds = v["seconds"].as_f64().unwrap();
             assert!(sum > 0.0 && sum <= seconds * 1.01, "phases {phases} within {seconds} s");
         }

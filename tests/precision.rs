@@ -52,8 +52,13 @@ fn step_both(cfg: ResNetConfig, a: Compute, b: Compute) -> Vec<(VarStore, resnet
         .into_iter()
         .map(|(vs, model)| {
             let mut opt = Sgd::new(&vs, 0.9, 1e-4);
-            let ctx =
-                StepContext { model: &model, normalizer: &normalizer, schedule: &schedule, batch_size: 64, log_grad_norms: true };
+            let ctx = StepContext {
+                model: &model,
+                normalizer: &normalizer,
+                schedule: &schedule,
+                batch_size: 64,
+                log_grad_norms: true,
+            };
             tch::manual_seed(11);
             let step = train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
             (vs, step)
@@ -91,7 +96,9 @@ fn assert_gradients_agree(a: &VarStore, b: &VarStore, overall: f64, each: f64, w
 #[test]
 fn bf16_and_fp32_steps_have_the_same_shapes_and_close_losses() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    for cfg in [ResNetConfig::default(), ResNetConfig { depth: 8, shortcut: resnet_cifar::Shortcut::B, ..Default::default() }] {
+    for cfg in
+        [ResNetConfig::default(), ResNetConfig { depth: 8, shortcut: resnet_cifar::Shortcut::B, ..Default::default() }]
+    {
         let steps = step_both(cfg, FP32_NCHW, BF16_CL);
         let (fp32, bf16) = (&steps[0].1, &steps[1].1);
         assert_eq!(fp32.logits.size(), bf16.logits.size());
@@ -124,7 +131,9 @@ fn channels_last_gives_the_default_layouts_outputs_and_gradients() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     // Tolerance: 1e-4 absolute on logits and the loss; gradients within 5e-3 relative
     // overall and 2e-2 per tensor: fp32 rounding from another summation order, nothing more.
-    for cfg in [ResNetConfig::default(), ResNetConfig { depth: 8, shortcut: resnet_cifar::Shortcut::B, ..Default::default() }] {
+    for cfg in
+        [ResNetConfig::default(), ResNetConfig { depth: 8, shortcut: resnet_cifar::Shortcut::B, ..Default::default() }]
+    {
         let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
         let models = twin_models(cfg, FP32_NCHW, FP32_CL);
         for train in [false, true] {
@@ -156,7 +165,8 @@ fn channels_last_activations_really_have_nhwc_strides() {
     let h = tch::no_grad(|| model.stem_t(&x, false));
     assert!(is_channels_last(&h), "stem output strides {:?}", h.stride());
     let (_, block) = model.blocks().nth(3).unwrap(); // layer2.0: stride 2, zero-padded shortcut
-    let y = tch::no_grad(|| block.forward_t(&model.blocks().take(3).fold(h, |h, (_, b)| b.forward_t(&h, false)), false));
+    let y =
+        tch::no_grad(|| block.forward_t(&model.blocks().take(3).fold(h, |h, (_, b)| b.forward_t(&h, false)), false));
     assert!(is_channels_last(&y), "layer2.0 output strides {:?}", y.stride());
     assert_eq!(y.size(), [4, 32, 16, 16]);
     let bf16 = Compute { precision: Precision::Bf16, layout: Layout::Nchw }.cast(&x);
@@ -179,7 +189,13 @@ fn a_channels_last_model_saves_checkpoints_that_an_nchw_model_loads_unchanged() 
     let normalizer = Normalizer::fit(Normalization::PixelMean, &split.images);
     let schedule = LrSchedule::scaled(0.1, 10, 0);
     let mut opt = Sgd::new(&cl_vs, 0.9, 1e-4);
-    let ctx = StepContext { model: &cl_model, normalizer: &normalizer, schedule: &schedule, batch_size: 64, log_grad_norms: false };
+    let ctx = StepContext {
+        model: &cl_model,
+        normalizer: &normalizer,
+        schedule: &schedule,
+        batch_size: 64,
+        log_grad_norms: false,
+    };
     train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
     assert!(is_channels_last(&cl_model.conv1.ws), "the update keeps the layout");
     let dir = tempfile::tempdir().unwrap();
