@@ -502,14 +502,10 @@ fn train_epoch(
     let mut loss_sum = Tensor::from(progress.loss_sum).to_device(dev);
     let mut wrong = Tensor::from(progress.wrong).to_device(dev);
     let mut norm_sums: Vec<Tensor> = progress.norm_sums.iter().map(|&v| Tensor::from(v).to_device(dev)).collect();
-    // On the CPU every op has finished when it returns, so reading the loss each step is
-    // free. On a GPU a read waits for the queue: read only at the epoch's end, or every 50
-    // steps when a progress bar is on screen.
-    let sync_every = match dev {
-        Device::Cpu => 1,
-        _ if !bar.is_hidden() => 50,
-        _ => i64::MAX,
-    };
+    // On the CPU every op has finished when it returns, so reading the loss each step costs
+    // nothing. On a GPU a read waits for the queue to drain: there the host reads loss and
+    // error only at the epoch's end (the progress bar still advances, without them).
+    let sync_every = if dev == Device::Cpu { 1 } else { i64::MAX };
     let started = Instant::now();
     let sync = |p: &mut Progress, loss_sum: &Tensor, wrong: &Tensor, norm_sums: &[Tensor]| {
         p.loss_sum = loss_sum.double_value(&[]);
@@ -536,8 +532,11 @@ fn train_epoch(
         progress.iteration += 1;
         start += b;
         crate::faults::pause_point("iteration", progress.iteration);
-        if progress.iteration % sync_every == 0 || start >= n {
-            // The last loss, and (on a GPU, read only now and then) the epoch's sum, which
+        let epoch_ends = start >= n || progress.iteration >= ctx.schedule.total_iterations;
+        if progress.iteration % sync_every != 0 && !epoch_ends {
+            bar.set_position(progress.seen as u64);
+        } else {
+            // The last loss, and (on a GPU, read only at the end) the epoch's sum, which
             // holds every loss since the previous read.
             let last = step.loss.double_value(&[]);
             let l = if last.is_finite() { loss_sum.double_value(&[]) } else { last };
