@@ -6,6 +6,9 @@
 //!   paper's pad-crop-flip augmentation on whole batches.
 //! - [`train`]: the one training loop, with [`schedule`] and [`optim`].
 //! - [`checkpoint`]: safetensors checkpoints that PyTorch loads as they are.
+//! - [`bench`]: images/s and peak memory of the training step and of evaluation, in fp32 or
+//!   bf16 ([`model::Compute`]); [`alloc`]: the allocator setting that keeps steps free of
+//!   page faults.
 
 pub mod alloc;
 pub mod analysis;
