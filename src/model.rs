@@ -36,45 +36,31 @@ pub enum Shortcut {
     B,
 }
 
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::Resnet => "resnet",
-            Arch::Plain => "plain",
-        })
-    }
-}
-
-impl fmt::Display for Shortcut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Shortcut::A => "A",
-            Shortcut::B => "B",
-        })
-    }
-}
-
-impl FromStr for Arch {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "resnet" => Ok(Arch::Resnet),
-            "plain" => Ok(Arch::Plain),
-            _ => Err(Error::Config(format!("unknown architecture `{s}`: use resnet or plain"))),
+/// `Display` and `FromStr` for a clap value enum, from the names clap knows it by (so
+/// flags, config.json and checkpoint metadata spell values alike); parsing ignores case.
+macro_rules! value_enum_text {
+    ($t:ty, $what:literal) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(clap::ValueEnum::to_possible_value(self).expect("no variant is skipped").get_name())
+            }
         }
-    }
+
+        impl FromStr for $t {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                <$t as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+                    let names: Vec<String> =
+                        <$t as clap::ValueEnum>::value_variants().iter().map(ToString::to_string).collect();
+                    Error::Config(format!("unknown {} `{s}`: use {}", $what, names.join(" or ")))
+                })
+            }
+        }
+    };
 }
 
-impl FromStr for Shortcut {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "A" => Ok(Shortcut::A),
-            "B" => Ok(Shortcut::B),
-            _ => Err(Error::Config(format!("unknown shortcut option `{s}`: use A or B"))),
-        }
-    }
-}
+value_enum_text!(Arch, "architecture");
+value_enum_text!(Shortcut, "shortcut option");
 
 /// Number format of the convolutions and activations. Parameters, BN statistics and the
 /// loss stay fp32 either way.
@@ -101,45 +87,8 @@ pub enum Layout {
     ChannelsLast,
 }
 
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        })
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Layout::Nchw => "nchw",
-            Layout::ChannelsLast => "channels-last",
-        })
-    }
-}
-
-impl FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "bf16" => Ok(Precision::Bf16),
-            _ => Err(Error::Config(format!("unknown precision `{s}`: use fp32 or bf16"))),
-        }
-    }
-}
-
-impl FromStr for Layout {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "nchw" => Ok(Layout::Nchw),
-            "channels-last" => Ok(Layout::ChannelsLast),
-            _ => Err(Error::Config(format!("unknown layout `{s}`: use nchw or channels-last"))),
-        }
-    }
-}
+value_enum_text!(Precision, "precision");
+value_enum_text!(Layout, "layout");
 
 /// How the network computes: number format and memory layout. It changes no parameter
 /// and no checkpoint; the default (fp32, NCHW) is PyTorch's own arithmetic.
@@ -255,9 +204,6 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> 
 /// `compute` says: the weight (fp32 master copy) is cast to the compute type and layout
 /// inside the graph, so its gradient arrives in fp32.
 fn conv_t(c: &nn::Conv2D, x: &Tensor, stride: i64, compute: Compute) -> Tensor {
-    if compute == Compute::default() {
-        return x.apply(c);
-    }
     let w = compute.cast(&c.ws);
     let b = c.bs.as_ref().map(|b| b.to_kind(w.kind()));
     let padding = w.size()[2] / 2;
@@ -293,12 +239,13 @@ pub enum ShortcutPath {
     /// on each side, as the PyTorch reference does (so its checkpoints give the same outputs).
     ZeroPad { pad: i64 },
     /// Option B across a change of shape: 1×1 convolution, stride 2, then BN.
-    Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm>, stride: i64, compute: Compute },
+    Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm>, stride: i64 },
 }
 
 impl ShortcutPath {
-    /// The shortcut's output, or `None` for a plain block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Option<Tensor> {
+    /// The shortcut's output, or `None` for a plain block; a projection computes as
+    /// `compute` says (its block's setting).
+    pub fn forward_t(&self, x: &Tensor, train: bool, compute: Compute) -> Option<Tensor> {
         match self {
             ShortcutPath::None => None,
             ShortcutPath::Identity => Some(x.shallow_clone()),
@@ -306,9 +253,7 @@ impl ShortcutPath {
                 let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
                 Some(sub.constant_pad_nd([0, 0, 0, 0, *pad, *pad]))
             }
-            ShortcutPath::Projection { conv, bn, stride, compute } => {
-                Some(norm_t(bn, conv_t(conv, x, *stride, *compute), train))
-            }
+            ShortcutPath::Projection { conv, bn, stride } => Some(norm_t(bn, conv_t(conv, x, *stride, compute), train)),
         }
     }
 }
@@ -339,7 +284,6 @@ impl BasicBlock {
                     conv: conv(&s / "0", c_in, c_out, 1, stride, !cfg.batch_norm),
                     bn: batch_norm(&s / "1", c_out, cfg, 1.0),
                     stride,
-                    compute: Compute::default(),
                 }
             }
         };
@@ -388,7 +332,7 @@ impl BasicBlock {
 
     /// The block's output from its residual F(x) and its input x (F's storage is reused).
     pub fn combine_t(&self, mut f: Tensor, x: &Tensor, train: bool) -> Tensor {
-        if let Some(s) = self.shortcut.forward_t(x, train) {
+        if let Some(s) = self.shortcut.forward_t(x, train, self.compute) {
             f += s;
         }
         f.relu_()
@@ -451,29 +395,23 @@ impl ResNet {
     /// values, shapes, names and checkpoints do not change. Call it before creating the
     /// optimizer.
     pub fn set_compute(&mut self, compute: Compute) {
+        let relayout = |conv: &nn::Conv2D| {
+            let relaid = match compute.layout {
+                Layout::ChannelsLast => to_channels_last(&conv.ws),
+                Layout::Nchw => conv.ws.contiguous(),
+            };
+            tch::no_grad(|| conv.ws.shallow_clone().set_data(&relaid));
+        };
         self.compute = compute;
-        let mut convs = vec![&self.conv1];
+        relayout(&self.conv1);
         for block in self.stages.iter_mut().flatten() {
             block.compute = compute;
-            if let ShortcutPath::Projection { compute: c, .. } = &mut block.shortcut {
-                *c = compute;
-            }
-        }
-        for block in self.stages.iter().flatten() {
-            convs.extend([&block.conv1, &block.conv2]);
+            relayout(&block.conv1);
+            relayout(&block.conv2);
             if let ShortcutPath::Projection { conv, .. } = &block.shortcut {
-                convs.push(conv);
+                relayout(conv);
             }
         }
-        tch::no_grad(|| {
-            for conv in convs {
-                let relaid = match compute.layout {
-                    Layout::ChannelsLast => to_channels_last(&conv.ws),
-                    Layout::Nchw => conv.ws.contiguous(),
-                };
-                conv.ws.shallow_clone().set_data(&relaid);
-            }
-        });
     }
 
     /// The stem's layer response: conv1 after BN, before ReLU. `x` is the fp32 input; it

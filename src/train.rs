@@ -505,7 +505,7 @@ fn train_epoch(
     // On the CPU every op has finished when it returns, so reading the loss each step costs
     // nothing. On a GPU a read waits for the queue to drain: there the host reads loss and
     // error only at the epoch's end (the progress bar still advances, without them).
-    let sync_every = if dev == Device::Cpu { 1 } else { i64::MAX };
+    let read_every_step = dev == Device::Cpu;
     let started = Instant::now();
     let sync = |p: &mut Progress, loss_sum: &Tensor, wrong: &Tensor, norm_sums: &[Tensor]| {
         p.loss_sum = loss_sum.double_value(&[]);
@@ -533,7 +533,7 @@ fn train_epoch(
         start += b;
         crate::faults::pause_point("iteration", progress.iteration);
         let epoch_ends = start >= n || progress.iteration >= ctx.schedule.total_iterations;
-        if progress.iteration % sync_every != 0 && !epoch_ends {
+        if !read_every_step && !epoch_ends {
             bar.set_position(progress.seen as u64);
         } else {
             // The last loss, and (on a GPU, read only at the end) the epoch's sum, which

@@ -1,6 +1,6 @@
 //! Shapes, parameter counts and the option-A shortcut of the paper's CIFAR networks.
 
-use resnet_cifar::model::{parameter_count, Arch, BasicBlock, ResNet, ResNetConfig, Shortcut, ShortcutPath};
+use resnet_cifar::model::{parameter_count, Arch, BasicBlock, Compute, ResNet, ResNetConfig, Shortcut, ShortcutPath};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -62,7 +62,7 @@ fn option_a_subsamples_and_pads_with_exact_zeros() {
     let block = BasicBlock::new(vs.root() / "b", 16, 32, 2, &cfg);
     assert!(matches!(block.shortcut, ShortcutPath::ZeroPad { pad: 8 }));
     let x = Tensor::randn([2, 16, 8, 8], (Kind::Float, Device::Cpu));
-    let s = block.shortcut.forward_t(&x, true).unwrap();
+    let s = block.shortcut.forward_t(&x, true, Compute::default()).unwrap();
     assert_eq!(s.size(), [2, 32, 4, 4]);
     // Zero channels on each side, as the reference's F.pad(…, (0,0,0,0,8,8)).
     assert_eq!(s.narrow(1, 0, 8).abs().max().double_value(&[]), 0.0);
@@ -80,7 +80,7 @@ fn plain_blocks_have_no_shortcut_and_identity_blocks_pass_x() {
     assert_eq!(projections, 2);
     let x = Tensor::randn([1, 16, 32, 32], (Kind::Float, Device::Cpu));
     let (_, b) = res.blocks().next().unwrap();
-    assert!(b.shortcut.forward_t(&x, false).unwrap().equal(&x));
+    assert!(b.shortcut.forward_t(&x, false, Compute::default()).unwrap().equal(&x));
 }
 
 fn names(depth: i64, arch: Arch, shortcut: Shortcut) -> Vec<String> {

@@ -8,7 +8,7 @@ use resnet_cifar::model::{is_channels_last, to_channels_last, Compute, Layout, P
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use resnet_cifar::optim::Sgd;
 use resnet_cifar::schedule::LrSchedule;
-use resnet_cifar::train::{train_step, StepContext};
+use resnet_cifar::train::{train_step, Step, StepContext};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -43,24 +43,25 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
 }
 
-/// One training step of each twin on the same batch with the same augmentation.
-fn step_both(cfg: ResNetConfig, a: Compute, b: Compute) -> Vec<(VarStore, resnet_cifar::train::Step)> {
+/// One SGD step (lr 0.1, ‖∂L/∂x‖ logged) of `model` on the test batch, with a fixed
+/// augmentation; returns the step and the normaliser it used.
+fn one_step(vs: &VarStore, model: &ResNet) -> (Step, Normalizer) {
     let split = batch();
     let normalizer = Normalizer::fit(Normalization::PixelMean, &split.images);
     let schedule = LrSchedule::scaled(0.1, 10, 0);
+    let mut opt = Sgd::new(vs, 0.9, 1e-4);
+    let ctx = StepContext { model, normalizer: &normalizer, schedule: &schedule, batch_size: 64, log_grad_norms: true };
+    tch::manual_seed(11);
+    let step = train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
+    (step, normalizer)
+}
+
+/// One training step of each twin on the same batch with the same augmentation.
+fn step_both(cfg: ResNetConfig, a: Compute, b: Compute) -> Vec<(VarStore, Step)> {
     twin_models(cfg, a, b)
         .into_iter()
         .map(|(vs, model)| {
-            let mut opt = Sgd::new(&vs, 0.9, 1e-4);
-            let ctx = StepContext {
-                model: &model,
-                normalizer: &normalizer,
-                schedule: &schedule,
-                batch_size: 64,
-                log_grad_norms: true,
-            };
-            tch::manual_seed(11);
-            let step = train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
+            let (step, _) = one_step(&vs, &model);
             (vs, step)
         })
         .collect()
@@ -178,33 +179,20 @@ fn channels_last_activations_really_have_nhwc_strides() {
 fn a_channels_last_model_saves_checkpoints_that_an_nchw_model_loads_unchanged() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ResNetConfig { depth: 8, ..Default::default() };
-    let [(cl_vs, cl_model), (nchw_vs, nchw_model)] = twin_models(cfg, BF16_CL, FP32_NCHW);
+    let [(cl_vs, cl_model), (mut nchw_vs, nchw_model)] = twin_models(cfg, BF16_CL, FP32_NCHW);
     // The master weights are re-laid out in place, still fp32, with the same values.
     assert!(is_channels_last(&cl_model.conv1.ws));
     assert!(!is_channels_last(&nchw_model.conv1.ws));
     assert_eq!(cl_model.conv1.ws.kind(), Kind::Float);
     assert_eq!(max_abs_diff(&cl_model.conv1.ws, &nchw_model.conv1.ws), 0.0);
     // Train the channels-last bf16 model a step, save it, load it into the NCHW twin.
-    let split = batch();
-    let normalizer = Normalizer::fit(Normalization::PixelMean, &split.images);
-    let schedule = LrSchedule::scaled(0.1, 10, 0);
-    let mut opt = Sgd::new(&cl_vs, 0.9, 1e-4);
-    let ctx = StepContext {
-        model: &cl_model,
-        normalizer: &normalizer,
-        schedule: &schedule,
-        batch_size: 64,
-        log_grad_norms: false,
-    };
-    train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
+    let (_, normalizer) = one_step(&cl_vs, &cl_model);
     assert!(is_channels_last(&cl_model.conv1.ws), "the update keeps the layout");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cl.safetensors");
     checkpoint::save(&path, &cl_vs, &cfg, &normalizer, Vec::new(), Default::default()).unwrap();
-    let mut nchw_vs = nchw_vs;
     checkpoint::read(&path).unwrap().load_into(&mut nchw_vs).unwrap();
     for (name, t) in cl_vs.variables() {
         assert_eq!(max_abs_diff(&t, &nchw_vs.variables()[&name]), 0.0, "{name} changed on the way");
     }
-    let _ = nchw_model;
 }
