@@ -1,307 +1,200 @@
 //! Plain versus residual networks on CIFAR-10: the study behind Fig. 6 and Table 6 of
-//! He et al., "Deep Residual Learning for Image Recognition" (2015). For each depth it
-//! trains `plain-<d>` and `resnet-<d>` with the same seed and schedule, then writes
-//! `results.md` / `results.json` (a table like Table 6) and `plain.png`, `resnet.png` and
-//! `both.png` (learning curves like Fig. 6: dashed training error, bold test error).
+//! He et al., "Deep Residual Learning for Image Recognition" (2015), as a grid of depths ×
+//! architectures × seeds. Any `train` flag passes through to every cell.
 //!
 //! ```text
-//! cargo run --release --example plain_vs_residual -- --depths 20,56 --epochs 10
+//! # every core (or GPU) of this box; rerun the same command to continue after a stop
+//! cargo run --release --example plain_vs_residual -- --depths 20,56 --seeds 0,1 --epochs 20 --out runs/study
+//! # a Slurm job array and a collect job that runs after it
+//! cargo run --release --example plain_vs_residual -- --depths 20,32,44,56,110 --seeds 0,1,2,3,4 \
+//!     --schedule paper --out /scratch/study --slurm --submit --partition gpu --gpus-per-task 1 --time 8:00:00
+//! # the tables and figures of the cells finished so far
+//! cargo run --release --example plain_vs_residual -- --collect --out runs/study
 //! ```
 //!
-//! Rerunning resumes: a run whose `metrics.csv` has all its epochs is skipped and read
-//! back; an interrupted one is deleted and trained again.
+//! Output in `--out`: `grid.json` (the plan), one run directory per cell
+//! (`<arch>-<depth>/seed-<s>/`), `logs/`, and `results.{json,csv,md}`, `fig6.png`, `fig7.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, ensure, Context, Result};
-use clap::Parser;
-use resnet_cifar::data::Cifar10;
-use resnet_cifar::device::parse_device;
-use resnet_cifar::plot::{self, PlotOptions, Series};
-use resnet_cifar::train::{run_with_data, TrainConfig};
-use resnet_cifar::{Arch, ResNetConfig};
-use serde_json::{json, Value};
+use clap::{CommandFactory, Parser};
+use resnet_cifar::study::local::{self, LocalOptions};
+use resnet_cifar::study::slurm::{self, SlurmOptions};
+use resnet_cifar::study::{self, Grid, GridSpec};
+use resnet_cifar::{Arch, Error};
 
-/// Trains plain and residual networks of each depth and compares them (Fig. 6, Table 6).
+/// Trains plain and residual networks of each depth and seed and compares them (Fig. 6,
+/// Table 6). Flags not listed here are `train` flags for every cell (e.g. --epochs 20
+/// --precision bf16 --schedule paper); --threads and --device say where cells compute.
 #[derive(Debug, Parser)]
+#[command(name = "plain_vs_residual")]
 struct Args {
     /// Depths (6n+2), comma-separated.
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "20,56")]
+    #[arg(long, value_delimiter = ',', default_value = "20,56")]
     depths: Vec<i64>,
-    #[arg(long, default_value_t = 10)]
-    epochs: i64,
-    #[arg(long, default_value = "data/cifar-10-batches-bin")]
-    data_dir: PathBuf,
-    /// Output directory: one run directory per network, the table and the figures.
+    /// Architectures, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,resnet")]
+    archs: Vec<Arch>,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<i64>,
+    /// Grid directory: grid.json, a run directory per cell, results and figures.
     #[arg(long, default_value = "runs/plain_vs_residual")]
     out: PathBuf,
+    /// Cells at once, as separate processes [default: one per GPU; on the CPU one per core].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
+    /// Devices to spread cells over, comma-separated (cpu, cuda:0, …) [default: every GPU, else cpu].
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+    /// Only aggregate the finished cells into the tables and figures.
     #[arg(long)]
-    limit_train: Option<usize>,
+    collect: bool,
+    /// Write DIR/slurm/array.sbatch and collect.sbatch instead of training here.
     #[arg(long)]
-    limit_test: Option<usize>,
-    #[arg(long, default_value_t = 128)]
-    batch_size: i64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    seed: i64,
-    #[arg(long, allow_negative_numbers = true)]
-    threads: Option<i32>,
-    /// Top of the figures' y axis in % [default: the largest test error, rounded up to 10s].
+    slurm: bool,
+    /// Also submit them (the collect job after the array, afterany).
+    #[arg(long, requires = "slurm")]
+    submit: bool,
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Slurm time limit per task (e.g. 4:00:00).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// Slurm account.
+    #[arg(long, requires = "slurm")]
+    account: Option<String>,
+    /// CPUs per array task (the cell's threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    cpus_per_task: u32,
+    /// GPUs per array task (0: CPU cells).
+    #[arg(long, default_value_t = 0)]
+    gpus_per_task: u32,
+    /// At most this many array tasks at once.
+    #[arg(long, requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+    throttle: Option<u32>,
+    /// A raw line for the array script's header (repeatable), e.g. "#SBATCH --qos=long".
+    #[arg(long = "sbatch-line", requires = "slurm")]
+    sbatch_lines: Vec<String>,
+    /// No progress display.
     #[arg(long)]
-    ymax: Option<f64>,
+    quiet: bool,
+    /// Train cell N of the grid in --out, in this process (what each job and array task runs).
+    #[arg(long, hide = true)]
+    run_cell: Option<usize>,
+    /// `train` flags for every cell (collected from the command line).
+    #[arg(skip)]
+    train_flags: Vec<String>,
 }
 
-/// One row of the table.
-#[derive(Debug, serde::Serialize)]
-struct Row {
-    run: String,
-    arch: String,
-    depth: i64,
-    params: i64,
-    final_train_err: f64,
-    final_test_err: f64,
-    best_test_err: f64,
-    wall_minutes: f64,
-    device: String,
-    skipped: bool,
+/// Splits the command line into this program's flags and the `train` flags for the cells.
+fn split_args(argv: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let cmd = Args::command();
+    let ours = |name: &str| {
+        let long = name.trim_start_matches("--");
+        cmd.get_arguments().find(|a| a.get_long() == Some(long) || a.get_long_and_visible_aliases().is_some_and(|l| l.contains(&long)))
+    };
+    let mut mine = vec![argv[0].clone()];
+    let mut train = Vec::new();
+    let mut it = argv.into_iter().skip(1).peekable();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, _)) => (n.to_string(), true),
+            None => (arg.clone(), false),
+        };
+        let target = match ours(&name) {
+            Some(a) if name.starts_with("--") || name == "-h" || name == "-V" => {
+                let takes = a.get_action().takes_values();
+                mine.push(arg);
+                if takes && !inline {
+                    mine.extend(it.next());
+                }
+                continue;
+            }
+            _ if matches!(name.as_str(), "-h" | "--help" | "-V" | "--version") => &mut mine,
+            _ => &mut train,
+        };
+        target.push(arg);
+        if !inline && name.starts_with("--") && it.peek().is_some_and(|v| !v.starts_with("--")) {
+            target.extend(it.next());
+        }
+    }
+    (mine, train)
 }
 
 fn main() -> ExitCode {
     resnet_cifar::alloc::keep_freed_memory();
-    match run(Args::parse()) {
+    let (mine, train_flags) = split_args(std::env::args().collect());
+    let mut args = match Args::try_parse_from(mine) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    args.train_flags = train_flags;
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
-}
-
-/// Data rows of `dir/metrics.csv`, or 0 when it is missing.
-fn data_rows(dir: &Path) -> Result<usize> {
-    let path = dir.join("metrics.csv");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Ok(s.lines().skip(1).filter(|l| !l.trim().is_empty()).count()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).with_context(|| format!("{}", path.display())),
-    }
-}
-
-/// What a run directory holds.
-enum State {
-    New,
-    Finished,
-    /// Data rows written and epochs planned (when config.json says).
-    Interrupted(usize, Option<i64>),
-}
-
-/// Looks at `cfg.out_dir`. A finished run with other settings than `cfg` is an error
-/// rather than silently mixed into the table.
-fn state(cfg: &TrainConfig) -> Result<State> {
-    let dir = &cfg.out_dir;
-    if !dir.exists() {
-        return Ok(State::New);
-    }
-    let config = dir.join("config.json");
-    let saved = config.exists().then(|| read_json(&config)).transpose()?;
-    let planned = saved.as_ref().and_then(|s| s["epochs"].as_i64());
-    let rows = data_rows(dir)?;
-    match saved {
-        Some(saved) if rows > 0 && planned == Some(rows as i64) => {
-            let wanted = [
-                ("arch", json!(cfg.model.arch.to_string())),
-                ("depth", json!(cfg.model.depth)),
-                ("epochs", json!(cfg.epochs)),
-                ("batch_size", json!(cfg.batch_size)),
-                ("limit_train", json!(cfg.limit_train)),
-                ("limit_test", json!(cfg.limit_test)),
-                ("seed", json!(cfg.seed)),
-            ];
-            for (key, want) in wanted {
-                if saved[key] != want {
-                    bail!(
-                        "{} holds a finished run with {key} {}, not {want}: use another --out, or delete it to train again",
-                        dir.display(),
-                        saved[key]
-                    );
-                }
-            }
-            Ok(State::Finished)
-        }
-        _ => {
-            // Delete only what train leaves: config.json, metrics.csv, or nothing yet.
-            let empty = dir.read_dir().is_ok_and(|mut d| d.next().is_none());
-            let is_run = saved.is_some() || dir.join("metrics.csv").exists() || empty;
-            ensure!(is_run, "{} holds no run: move it away", dir.display());
-            Ok(State::Interrupted(rows, planned))
-        }
-    }
-}
-
-/// Parameters, wall time (sum of epoch times) and device of a finished run.
-fn saved_run(dir: &Path) -> Result<(i64, f64, String)> {
-    #[derive(serde::Deserialize)]
-    struct Epoch {
-        epoch_seconds: f64,
-    }
-    let saved = read_json(&dir.join("config.json"))?;
-    let path = dir.join("metrics.csv");
-    let secs = csv::Reader::from_path(&path)
-        .and_then(|mut r| r.deserialize().map(|e| e.map(|e: Epoch| e.epoch_seconds)).sum())
-        .with_context(|| format!("{}", path.display()))?;
-    let device = saved["device"].as_str().unwrap_or("?").to_string();
-    Ok((saved["parameters"].as_i64().unwrap_or(0), secs, device))
-}
-
-fn fmt_limit(l: Option<usize>) -> String {
-    l.map_or("all".into(), |n| n.to_string())
-}
-
-fn run(args: Args) -> Result<()> {
-    let device = parse_device(&args.device)?;
-    if let Some(y) = args.ymax {
-        ensure!(y.is_finite() && y > 0.0, "--ymax {y} must be a positive number");
-    }
-    let mut depths = args.depths.clone();
-    depths.sort_unstable();
-    depths.dedup();
-    let mut configs = Vec::new();
-    for &depth in &depths {
-        for arch in [Arch::Plain, Arch::Resnet] {
-            let model = ResNetConfig { depth, arch, ..Default::default() };
-            let cfg = TrainConfig {
-                model,
-                epochs: args.epochs,
-                batch_size: args.batch_size,
-                limit_train: args.limit_train,
-                limit_test: args.limit_test,
-                data_dir: args.data_dir.clone(),
-                out_dir: args.out.join(model.name()),
-                device,
-                seed: args.seed,
-                threads: args.threads,
-                quiet: false,
-                ..Default::default()
+            let code = match &e {
+                Error::Interrupted { signal, .. } | Error::GridInterrupted { signal, .. } => (128 + signal) as u8,
+                _ => 1,
             };
-            cfg.validate()?;
-            configs.push(cfg);
+            eprintln!("error: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "));
+            ExitCode::from(code)
         }
     }
-    // Decide every run's fate before the first (long) training starts.
-    let states: Vec<State> = configs.iter().map(state).collect::<Result<_>>()?;
+}
 
-    let mut data: Option<Cifar10> = None;
-    let (mut rows, mut series) = (Vec::new(), Vec::new());
-    for (cfg, st) in configs.iter().zip(states) {
-        let name = cfg.model.name();
-        let skip = matches!(st, State::Finished);
-        if let State::Interrupted(rows, planned) = st {
-            let planned = planned.map_or("?".into(), |e| e.to_string());
+fn run(args: Args) -> resnet_cifar::Result<()> {
+    let mut archs = args.archs.clone();
+    archs.dedup();
+    let (spec, exec) = GridSpec::new(args.depths.clone(), archs, args.seeds.clone(), &args.train_flags)?;
+    if let Some(index) = args.run_cell {
+        let summary = study::plan::run_cell(&args.out, index, &exec)?;
+        if let Some(s) = summary {
+            let last = s.last();
             println!(
-                "{name}: unfinished ({rows}/{planned} epochs): deleting {} and training again",
-                cfg.out_dir.display()
+                "done: {} epochs in {:.1} min; final train error {:.2}%, test error {:.2}%",
+                s.epochs.len(),
+                s.wall_seconds / 60.0,
+                last.train_err,
+                last.test_err
             );
-            std::fs::remove_dir_all(&cfg.out_dir)
-                .with_context(|| format!("cannot delete {}", cfg.out_dir.display()))?;
         }
-        let (params, wall_seconds, dev) = if skip {
-            println!("skipping {name}: finished ({} epochs in {})", args.epochs, cfg.out_dir.display());
-            saved_run(&cfg.out_dir)?
-        } else {
-            if data.is_none() {
-                let d = Cifar10::load(&args.data_dir)?;
-                println!("loaded CIFAR-10 from {}", args.data_dir.display());
-                data = Some(d);
+        return Ok(());
+    }
+    if !args.collect {
+        let grid = Grid::plan(&args.out, spec)?;
+        let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+        if args.slurm {
+            let opts = SlurmOptions {
+                partition: args.partition.clone(),
+                time: args.time.clone(),
+                account: args.account.clone(),
+                cpus_per_task: args.cpus_per_task,
+                gpus_per_task: args.gpus_per_task,
+                throttle: args.throttle,
+                extra: args.sbatch_lines.clone(),
+            };
+            let (array, collect) = slurm::write_scripts(&grid, &exe, &opts)?;
+            println!("wrote {} ({} cells) and {}", array.display(), grid.cells.len(), collect.display());
+            if args.submit {
+                let (a, c) = slurm::submit(&array, &collect)?;
+                println!("submitted array job {a} and collect job {c} (after {a})");
             }
-            let s =
-                run_with_data(cfg, data.as_ref().expect("loaded above")).with_context(|| format!("training {name}"))?;
-            (s.parameters, s.wall_seconds, s.device)
-        };
-        let run = plot::read_run(&cfg.out_dir)?;
-        let last = run.rows.last().expect("read_run returns at least one row");
-        let best = run.rows.iter().map(|r| r.test_err).fold(f64::INFINITY, f64::min);
-        rows.push(Row {
-            run: name,
-            arch: cfg.model.arch.to_string(),
-            depth: cfg.model.depth,
-            params,
-            final_train_err: last.train_err,
-            final_test_err: last.test_err,
-            best_test_err: best,
-            wall_minutes: wall_seconds / 60.0,
-            device: dev,
-            skipped: skip,
-        });
-        series.push(run);
+            return Ok(());
+        }
+        let devices = if !args.devices.is_empty() { args.devices.clone() } else { exec.device.iter().cloned().collect() };
+        for d in &devices {
+            resnet_cifar::device::parse_device(d)?;
+        }
+        let opts = LocalOptions { jobs: args.jobs.map(|j| j as usize), devices, threads: exec.threads, quiet: args.quiet };
+        local::run(&grid, &exe, &opts)?;
     }
-
-    let setup = format!(
-        "Data: `{}`, {} epochs, limit-train {}, limit-test {}, batch size {}, seed {}.",
-        args.data_dir.display(),
-        args.epochs,
-        fmt_limit(args.limit_train),
-        fmt_limit(args.limit_test),
-        args.batch_size,
-        args.seed
-    );
-    let mut md = format!(
-        "# Plain vs. residual networks on CIFAR-10 (He et al. 2015, Table 6)\n\n{setup}\n\n\
-         | run | depth | params | final train err (%) | final test err (%) | best test err (%) | wall time (min) | device |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|\n"
-    );
-    for r in &rows {
-        let Row { run, depth, params, device, .. } = r;
-        let (train, test, best) = (r.final_train_err, r.final_test_err, r.best_test_err);
-        let min = r.wall_minutes;
-        md.push_str(&format!(
-            "| {run} | {depth} | {params} | {train:.2} | {test:.2} | {best:.2} | {min:.2} | {device} |\n"
-        ));
-    }
-    let write = |name: &str, text: &str| {
-        let path = args.out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
-    };
-    write("results.md", &md)?;
-    let summary = json!({
-        "data_dir": args.data_dir.display().to_string(),
-        "epochs": args.epochs,
-        "limit_train": args.limit_train,
-        "limit_test": args.limit_test,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "runs": rows,
-    });
-    write("results.json", &serde_json::to_string_pretty(&summary)?)?;
-
-    // Fig. 6 uses 0–20 %; short runs sit higher, so the axis grows to show their curves.
-    let max_test =
-        series.iter().flat_map(|s| &s.rows).map(|r| r.test_err).filter(|e| e.is_finite()).fold(0.0, f64::max);
-    let ymax = args.ymax.unwrap_or_else(|| ((max_test / 10.0).ceil() * 10.0).clamp(20.0, 100.0));
-    let figures: [(&str, &str, Option<Arch>); 3] = [
-        ("plain.png", "CIFAR-10, plain networks", Some(Arch::Plain)),
-        ("resnet.png", "CIFAR-10, ResNets", Some(Arch::Resnet)),
-        ("both.png", "CIFAR-10, plain vs. residual", None),
-    ];
-    for (file, title, arch) in figures {
-        let picked: Vec<Series> = series
-            .iter()
-            .zip(&configs)
-            .filter(|(_, c)| arch.is_none_or(|a| c.model.arch == a))
-            .map(|(s, _)| s.clone())
-            .collect();
-        let opts = PlotOptions { ymax: Some(ymax), title: Some(title.to_string()), ..Default::default() };
-        plot::plot(&picked, &args.out.join(file), &opts)?;
-    }
-    println!("\n{md}");
-    println!("wrote {}/{{results.md,results.json,plain.png,resnet.png,both.png}}", args.out.display());
+    let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
+    let (results, files) = study::collect(&args.out, device)?;
+    println!("\n{}", study::results::markdown(&results));
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!("wrote {}", names.join(", "));
     Ok(())
 }

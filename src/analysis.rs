@@ -80,6 +80,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
                 name: f.name.clone(),
                 points: f.rows.iter().map(|r| (r.index as f64, pick(r))).collect(),
                 dashed: f.name.starts_with("plain"),
+                bold: false,
                 colour: i,
             })
             .collect()
@@ -91,6 +92,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
             y_desc: "gradient norm / last".into(),
             log_y: true,
             lines: lines(|r| r.ratio_to_last),
+            bands: Vec::new(),
         },
         Panel {
             title: Some("std of the activation x_l".into()),
@@ -98,6 +100,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
             y_desc: "std(x_l)".into(),
             log_y: true,
             lines: lines(|r| r.activation_std),
+            bands: Vec::new(),
         },
     ];
     line_chart(plot_path, Some(title), &panels, 1000, 900)
@@ -159,6 +162,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
         name: r.name.clone(),
         points: ys.into_iter().enumerate().map(|(k, y)| ((k + 1) as f64, y)).collect(),
         dashed: r.name.starts_with("plain"),
+        bold: false,
         colour: i,
     };
     let panels = [
@@ -172,6 +176,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
                 .enumerate()
                 .map(|(i, r)| line(i, r, r.layers.iter().map(|(_, v)| *v).collect()))
                 .collect(),
+            bands: Vec::new(),
         },
         Panel {
             title: Some("layer index (sorted by magnitude)".into()),
@@ -179,6 +184,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
             y_desc: "std".into(),
             log_y: false,
             lines: all.iter().enumerate().map(|(i, r)| line(i, r, sorted(r))).collect(),
+            bands: Vec::new(),
         },
     ];
     line_chart(

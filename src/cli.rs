@@ -327,9 +327,9 @@ pub struct TrainArgs {
     /// Run directory [default: runs/<arch>-<depth>-<timestamp>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto, cpu, cuda or cuda:N [default: auto; with --resume, the run's own].
+    #[arg(long)]
+    pub device: Option<String>,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: i64,
     /// CPU threads for libtorch [default: libtorch's choice].
@@ -350,7 +350,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Continue the run in this directory from its last checkpoint (its settings come from
-    /// its config.json; only --threads may change).
+    /// its config.json; only --threads and --device may change).
     #[arg(long)]
     pub resume: Option<PathBuf>,
 }
@@ -379,7 +379,7 @@ impl TrainArgs {
             limit_test: self.limit_test,
             data_dir: self.data_dir,
             out_dir: out,
-            device: parse_device(&self.device)?,
+            device: parse_device(self.device.as_deref().unwrap_or("auto"))?,
             seed: self.seed,
             threads: self.threads,
             quiet: false,
@@ -561,7 +561,10 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
 
 fn train_command(args: TrainArgs) -> Result<()> {
     let summary = match &args.resume {
-        Some(dir) => train::resume(dir, args.threads, false)?,
+        Some(dir) => {
+            let device = args.device.as_deref().map(parse_device).transpose()?;
+            train::resume(dir, args.threads, device, false)?
+        }
         None => train::run(&args.into_config()?)?,
     };
     let last = summary.last();

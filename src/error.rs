@@ -23,6 +23,9 @@ pub enum Error {
     /// Stopped by SIGINT/SIGTERM after writing a checkpoint.
     #[error("stopped by signal {signal} at iteration {iteration}; the checkpoint is written: resume with `resnet-cifar train --resume {}`", dir.display())]
     Interrupted { signal: i32, iteration: i64, dir: PathBuf },
+    /// A grid stopped by SIGINT/SIGTERM: running cells wrote their checkpoints.
+    #[error("stopped by signal {signal}: finished cells are kept and running ones wrote their checkpoints; rerun the same command to continue the grid in {}", dir.display())]
+    GridInterrupted { signal: i32, dir: PathBuf },
     /// Failures already reported on stderr one by one (e.g. unreadable images in `predict`).
     #[error("failed (reported above)")]
     Reported,

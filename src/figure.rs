@@ -22,6 +22,16 @@ pub struct Line {
     pub name: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// Drawn thicker (Fig. 6's test error).
+    pub bold: bool,
+    pub colour: usize,
+}
+
+/// A shaded band between a lower and an upper curve: (x, low, high) points, in the
+/// colour of the lines it belongs to (e.g. the min–max over seeds around their mean).
+#[derive(Debug, Clone)]
+pub struct Band {
+    pub points: Vec<(f64, f64, f64)>,
     pub colour: usize,
 }
 
@@ -36,6 +46,8 @@ pub struct Panel {
     pub y_desc: String,
     pub log_y: bool,
     pub lines: Vec<Line>,
+    /// Drawn under the lines; a linear axis only.
+    pub bands: Vec<Band>,
 }
 
 /// Tableau-like colours, distinct on white; indices beyond ten reuse them.
@@ -140,17 +152,33 @@ const MAX_MARKED: usize = 60;
 /// Points with a non-finite coordinate (or y ≤ 0 on a log axis) are skipped and break the line.
 /// Each panel needs at least one point to draw; every error is one line naming `out`.
 pub fn line_chart(out: &Path, title: Option<&str>, panels: &[Panel], width: u32, height: u32) -> Result<()> {
+    line_chart_grid(out, title, panels, 1, width, height)
+}
+
+/// [`line_chart`] with the panels in `columns` columns, filled row by row.
+pub fn line_chart_grid(
+    out: &Path,
+    title: Option<&str>,
+    panels: &[Panel],
+    columns: usize,
+    width: u32,
+    height: u32,
+) -> Result<()> {
     let format = output_format(out)?;
     let p = out.display();
     if panels.is_empty() {
         bail!("{p}: no panels to draw");
     }
-    let min_h = 150 * panels.len() as u32 + if title.is_some() { 40 } else { 0 };
-    check_size((width, height), (300, min_h)).map_err(|e| anyhow!("{p}: {e}"))?;
+    let columns = columns.clamp(1, panels.len());
+    let rows = panels.len().div_ceil(columns);
+    let min_h = 150 * rows as u32 + if title.is_some() { 40 } else { 0 };
+    check_size((width, height), (300 * columns as u32, min_h)).map_err(|e| anyhow!("{p}: {e}"))?;
     let mut prepared = Vec::with_capacity(panels.len());
     for (i, panel) in panels.iter().enumerate() {
         let pieces: Vec<_> = panel.lines.iter().map(|l| pieces(&l.points, panel.log_y)).collect();
-        let mut all = pieces.iter().flatten().flatten();
+        let band_points = panel.bands.iter().flat_map(|b| &b.points).flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
+        let band_points: Vec<(f64, f64)> = band_points.filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        let mut all = pieces.iter().flatten().flatten().chain(&band_points);
         let Some(&(x0, y0)) = all.next() else {
             let name = panel.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
             bail!("{p}: panel {}{name} has no data to draw", i + 1);
@@ -158,7 +186,8 @@ pub fn line_chart(out: &Path, title: Option<&str>, panels: &[Panel], width: u32,
         let bounds = all.fold((x0, x0, y0, y0), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
         prepared.push(Prepared { panel, pieces, bounds });
     }
-    render(out, format, (width, height), &Chart { title, panels: prepared, width })
+    let panel_width = width / columns as u32;
+    render(out, format, (width, height), &Chart { title, panels: prepared, width: panel_width, grid: (rows, columns) })
 }
 
 /// The runs of drawable points of a line, split where a point is skipped.
@@ -221,7 +250,10 @@ struct Prepared<'a> {
 struct Chart<'a> {
     title: Option<&'a str>,
     panels: Vec<Prepared<'a>>,
+    /// Of one panel.
     width: u32,
+    /// Rows and columns.
+    grid: (usize, usize),
 }
 
 impl Drawing for Chart<'_> {
@@ -232,7 +264,7 @@ impl Drawing for Chart<'_> {
             None => root.clone(),
         };
         for (area, Prepared { panel, pieces, bounds: (x0, x1, y0, y1) }) in
-            area.split_evenly((self.panels.len(), 1)).iter().zip(&self.panels)
+            area.split_evenly(self.grid).iter().zip(&self.panels)
         {
             let x = span(*x0, *x1);
             if panel.log_y {
@@ -288,10 +320,20 @@ where
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()?;
+    for band in &panel.bands {
+        let ok = |&&(x, lo, hi): &&(f64, f64, f64)| x.is_finite() && lo.is_finite() && hi.is_finite();
+        let points: Vec<_> = band.points.iter().filter(ok).collect();
+        if points.len() < 2 {
+            continue;
+        }
+        let outline: Vec<(f64, f64)> =
+            points.iter().map(|p| (p.0, p.2)).chain(points.iter().rev().map(|p| (p.0, p.1))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(outline, colour(band.colour).mix(0.15).filled())))?;
+    }
     let mut legend = false;
     for (line, pieces) in panel.lines.iter().zip(pieces) {
         let c = colour(line.colour);
-        let style = c.stroke_width(2);
+        let style = c.stroke_width(if line.bold { 3 } else { 2 });
         let marked = pieces.iter().map(Vec::len).sum::<usize>() <= MAX_MARKED;
         for piece in pieces {
             if line.dashed {
@@ -337,7 +379,7 @@ mod tests {
 
     fn line(name: &str, colour: usize, dashed: bool, f: impl Fn(f64) -> f64, n: usize) -> Line {
         let points = (0..n).map(|i| (i as f64, f(i as f64))).collect();
-        Line { name: name.into(), points, dashed, colour }
+        Line { name: name.into(), points, dashed, bold: false, colour }
     }
 
     fn panels() -> Vec<Panel> {
@@ -352,6 +394,7 @@ mod tests {
                     line("resnet-56", 1, true, |i| 0.5 + 0.01 * i, 56),
                     line("", 2, false, |i| if i == 3.0 { 0.0 } else { 1e-3 * (i + 1.0) }, 20),
                 ],
+                bands: Vec::new(),
             },
             Panel {
                 x_desc: "layer index (sorted)".into(),

@@ -34,6 +34,7 @@ pub mod report;
 pub mod schedule;
 pub mod signals;
 pub mod state;
+pub mod study;
 pub mod summary;
 pub mod train;
 

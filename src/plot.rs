@@ -60,9 +60,10 @@ pub struct Row {
     pub train_err: f64,
     pub test_loss: f64,
     pub test_err: f64,
+    pub epoch_seconds: f64,
 }
 
-const NEEDED: [&str; 6] = ["epoch", "iteration", "train_loss", "train_err", "test_loss", "test_err"];
+const NEEDED: [&str; 7] = ["epoch", "iteration", "train_loss", "train_err", "test_loss", "test_err", "epoch_seconds"];
 
 /// Reads a `metrics.csv`; every error message is one line that names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
@@ -86,8 +87,8 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
             *out =
                 field.parse().map_err(|_| anyhow!("{p}: line {line}: column `{name}`: `{field}` is not a number"))?;
         }
-        let [epoch, iteration, train_loss, train_err, test_loss, test_err] = v;
-        rows.push(Row { epoch, iteration, train_loss, train_err, test_loss, test_err });
+        let [epoch, iteration, train_loss, train_err, test_loss, test_err, epoch_seconds] = v;
+        rows.push(Row { epoch, iteration, train_loss, train_err, test_loss, test_err, epoch_seconds });
     }
     if rows.is_empty() {
         bail!("{p}: no data rows");

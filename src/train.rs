@@ -229,10 +229,12 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
 
 /// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`),
 /// same data order and augmentation, `metrics.csv` continued without duplicate or missing
-/// rows. `threads` overrides the saved thread count.
-pub fn resume(dir: &Path, threads: Option<i32>, quiet: bool) -> Result<RunSummary> {
+/// rows. `threads` and `device` override the saved ones (they change where the run
+/// computes, not what: a run moves between machines).
+pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: bool) -> Result<RunSummary> {
     let mut cfg = state::config_from_run(dir)?;
     cfg.threads = threads.or(cfg.threads);
+    cfg.device = device.unwrap_or(cfg.device);
     cfg.quiet = quiet;
     cfg.handle_signals = !quiet;
     let data = Cifar10::load(&cfg.data_dir)?;

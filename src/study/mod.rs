@@ -1,0 +1,39 @@
+//! The study behind Fig. 6 and Table 6 of He et al. (2015) at scale: a grid of depths ×
+//! architectures × seeds, each cell an ordinary `train` run directory.
+//!
+//! - [`plan`]: the grid, `grid.json`, the state of each cell, and [`plan::run_cell`].
+//! - [`local`]: every core and GPU of one box (`--jobs`, `--devices`), one progress display.
+//! - [`slurm`]: a Slurm job array and a collect job, preemption-safe.
+//! - [`results`]: Table 6 (`results.json`, `.csv`, `.md`), Fig. 6 and Fig. 7.
+
+pub mod local;
+pub mod plan;
+pub mod results;
+pub mod slurm;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+pub use plan::{Cell, CellState, Exec, Grid, GridSpec};
+
+/// Aggregates the finished cells of the grid in `dir`: the tables, Fig. 6 and, from the
+/// trained networks (the first seed of each), Fig. 7. Returns the files written.
+pub fn collect(dir: &Path, device: tch::Device) -> Result<(results::Results, Vec<PathBuf>)> {
+    let grid = Grid::open(dir)?;
+    let (res, curves) = results::collect(&grid)?;
+    let mut files = results::write(&grid, &res, &curves)?;
+    let mut weights = Vec::new();
+    for net in &res.nets {
+        if let Some(c) = res.cells.iter().find(|c| c.arch == net.arch && c.depth == net.depth) {
+            weights.push(grid.dir.join(&c.dir).join("best.safetensors"));
+        }
+    }
+    let data_dir = PathBuf::from(&res.settings.data_dir);
+    let limit = Some(res.settings.test_images as usize);
+    let responses = crate::analysis::responses_of(&weights, None, &data_dir, limit, device)
+        .map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
+    let (csv, png) = (grid.dir.join("fig7.csv"), grid.dir.join("fig7.png"));
+    crate::analysis::write_responses(&responses, &csv, &png).map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
+    files.extend([csv, png]);
+    Ok((res, files))
+}
