@@ -2,6 +2,9 @@
 //! that point, prints `FAULT-PAUSE KIND:N` on stderr and waits to be killed: `iteration:N`
 //! after the N-th SGD step, `checkpoint:N` inside the N-th checkpoint write (temporary
 //! file written and synced, not yet renamed). Without the variable these are no-ops.
+//! At an `iteration` point a training run that handles signals is *held* instead: it waits
+//! there until SIGINT/SIGTERM/SIGUSR1 arrives and then stops as it would have after that
+//! step, so a test can interrupt a run at an exact iteration.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
@@ -24,6 +27,19 @@ pub fn pause_point(kind: &str, n: i64) {
             eprintln!("FAULT-PAUSE {kind}:{n}");
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// [`pause_point`], except that a raised `stop` flag ends the wait.
+pub fn hold_point(kind: &str, n: i64, stop: Option<&crate::signals::StopFlag>) {
+    let Some(stop) = stop else { return pause_point(kind, n) };
+    if let Some((k, m)) = target() {
+        if k == kind && *m == n {
+            eprintln!("FAULT-PAUSE {kind}:{n}");
+            while stop.raised().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
     }

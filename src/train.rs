@@ -533,7 +533,7 @@ fn train_epoch(
         progress.seen += b;
         progress.iteration += 1;
         start += b;
-        crate::faults::pause_point("iteration", progress.iteration);
+        crate::faults::hold_point("iteration", progress.iteration, stop);
         let epoch_ends = start >= n || progress.iteration >= ctx.schedule.total_iterations;
         if !read_every_step && !epoch_ends {
             bar.set_position(progress.seen as u64);

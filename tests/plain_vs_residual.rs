@@ -1,5 +1,7 @@
-//! The `plain_vs_residual` example end to end on a tiny synthetic data set: the table and
-//! figures, then a rerun that skips finished runs, then a rerun after an interruption.
+//! The `plain_vs_residual` grid end to end on a tiny synthetic data set: cells laid out and
+//! trained two at a time, Table 6 and the figures, a rerun that skips finished cells, a
+//! changed plan refused, and an interrupted cell that continues from its checkpoint and
+//! ends exactly where an uninterrupted one does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,21 +46,25 @@ fn synthetic_data_dir(dir: &Path) {
     }
 }
 
-fn run(data: &Path, out: &Path, depths: &str, epochs: &str) -> Output {
-    Command::new(example_bin())
-        .args(["--depths", depths, "--epochs", epochs, "--limit-train", "256"])
-        .args(["--limit-test", "128", "--batch-size", "64"])
-        .args(["--device", "cpu", "--threads", "2", "--data-dir"])
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+
+/// The grid's flags for a tiny study: 2 epochs of 4 iterations by default.
+fn grid_args(data: &Path, out: &Path, depths: &str, seeds: &str, epochs: &str) -> Vec<String> {
+    let mut v: Vec<String> = ["--depths", depths, "--seeds", seeds, "--epochs", epochs, "--limit-train", "256"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(["--limit-test", "128", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet"].map(String::from));
+    v.extend(["--data-dir".into(), data.display().to_string(), "--out".into(), out.display().to_string()]);
+    v
+}
+
+fn run(args: &[String], env: &[(&str, &str)]) -> Output {
+    Command::new(example_bin()).args(args).envs(env.iter().copied()).output().unwrap()
 }
 
 /// Runs the example and returns its stdout, failing with both streams if it fails.
-fn run_ok(data: &Path, out: &Path) -> String {
-    let o = run(data, out, "8", "1");
+fn run_ok(args: &[String]) -> String {
+    let o = run(args, &[]);
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     stdout
@@ -68,72 +74,171 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn trains_tabulates_plots_and_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data_dir = tmp.path().join("data");
-    std::fs::create_dir(&data_dir).unwrap();
-    synthetic_data_dir(&data_dir);
-    let out = tmp.path().join("out");
-    let csv = |run: &str| out.join(run).join("metrics.csv");
+fn is_png(path: &Path) -> bool {
+    let b = read(path);
+    b.starts_with(b"\x89PNG") && b.len() > 5000
+}
 
-    // First run: both networks train.
-    let stdout = run_ok(&data_dir, &out);
-    assert!(stdout.contains("training plain-8") && stdout.contains("training resnet-8"), "{stdout}");
-    let md = String::from_utf8(read(&out.join("results.md"))).unwrap();
-    assert!(md.contains("| run | depth | params |"), "{md}");
-    assert!(md.contains("limit-train 256") && md.contains("batch size 64"), "{md}");
-    for run in ["plain-8", "resnet-8"] {
-        let row = md.lines().find(|l| l.starts_with(&format!("| {run} | 8 |")));
-        assert!(row.is_some_and(|r| r.ends_with("| cpu |")), "{run}: {md}");
-        assert_eq!(read(&csv(run)).iter().filter(|&&b| b == b'\n').count(), 2);
-    }
-    let json: serde_json::Value = serde_json::from_slice(&read(&out.join("results.json"))).unwrap();
-    assert_eq!(json["runs"].as_array().map(Vec::len), Some(2), "{json}");
-    assert!(json["runs"][1]["params"].as_i64().unwrap() > 0, "{json}");
-    for fig in ["plain.png", "resnet.png", "both.png"] {
-        let png = read(&out.join(fig));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{fig}");
-    }
-
-    // Second run: nothing to train, both runs read back unchanged.
-    let before = (read(&csv("plain-8")), read(&csv("resnet-8")));
-    let stdout = run_ok(&data_dir, &out);
-    for run in ["plain-8", "resnet-8"] {
-        assert!(stdout.contains(&format!("skipping {run}: finished")), "{stdout}");
-        assert!(!stdout.contains(&format!("training {run}")), "{stdout}");
-    }
-    assert_eq!(before, (read(&csv("plain-8")), read(&csv("resnet-8"))));
-    let md2 = String::from_utf8(read(&out.join("results.md"))).unwrap();
-    assert!(md2.contains("| plain-8 | 8 |") && md2.contains("| resnet-8 | 8 |"), "{md2}");
-
-    // Other settings over finished runs: refused in one line, nothing touched.
-    let o = run(&data_dir, &out, "8", "2");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: ") && stderr.contains("epochs"), "{stderr}");
-    assert_eq!(before, (read(&csv("plain-8")), read(&csv("resnet-8"))));
-
-    // An interrupted run (header only) is deleted and trained again; the other is kept.
-    let text = String::from_utf8(before.0.clone()).unwrap();
-    let header = text.lines().next().unwrap();
-    std::fs::write(csv("plain-8"), format!("{header}\n")).unwrap();
-    let stdout = run_ok(&data_dir, &out);
-    assert!(!stdout.contains("skipping plain-8"), "{stdout}");
-    assert!(stdout.contains("training plain-8"), "{stdout}");
-    assert!(stdout.contains("skipping resnet-8: finished"), "{stdout}");
-    assert_eq!(read(&csv("plain-8")).iter().filter(|&&b| b == b'\n').count(), 2);
-    assert_eq!(before.1, read(&csv("resnet-8")));
+fn data_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("data");
+    std::fs::create_dir(&dir).unwrap();
+    synthetic_data_dir(&dir);
+    dir
 }
 
 #[test]
-fn bad_depth_is_one_line_error() {
+fn grid_trains_tabulates_skips_and_refuses_another_plan() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(tmp.path(), &tmp.path().join("out"), "8,21", "1");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: ") && stderr.contains("6n+2"), "{stderr}");
-    assert!(!tmp.path().join("out").exists());
+    let data = data_dir(tmp.path());
+    let out = tmp.path().join("grid");
+    let mut args = grid_args(&data, &out, "8", "0,1", "2");
+    args.extend(["--jobs".into(), "2".into()]);
+    let stdout = run_ok(&args);
+    assert!(stdout.contains("4 cells (0 finished), 2 at a time on cpu, 1 thread(s) each"), "{stdout}");
+    let cells = ["plain-8/seed-0", "plain-8/seed-1", "resnet-8/seed-0", "resnet-8/seed-1"];
+    for c in cells {
+        let rows = read(&out.join(c).join("metrics.csv")).iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(rows, 3, "{c}: header and two epochs");
+        assert!(out.join(c).join("last.safetensors").exists() && out.join(c).join("config.json").exists());
+    }
+    let plan: serde_json::Value = serde_json::from_slice(&read(&out.join("grid.json"))).unwrap();
+    assert_eq!(plan["cells"].as_array().map(Vec::len), Some(4), "{plan}");
+    assert_eq!(plan["spec"]["seeds"], serde_json::json!([0, 1]));
+
+    let json: serde_json::Value = serde_json::from_slice(&read(&out.join("results.json"))).unwrap();
+    let s = &json["settings"];
+    assert_eq!((s["epochs"].as_i64(), s["iterations"].as_i64()), (Some(2), Some(8)), "{json}");
+    assert_eq!((s["train_images"].as_i64(), s["test_images"].as_i64()), (Some(256), Some(128)), "{json}");
+    assert_eq!(s["precision"], "fp32");
+    let nets = json["nets"].as_array().unwrap();
+    assert_eq!(nets.len(), 2, "{json}");
+    for n in nets {
+        assert_eq!(n["seeds"], serde_json::json!([0, 1]), "{n}");
+        assert!(n["params"].as_i64().unwrap() > 70_000, "{n}");
+        for k in ["test_err_mean", "test_err_std", "test_err_best", "train_err_mean", "train_err_std"] {
+            assert!(n[k].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v)), "{k}: {n}");
+        }
+    }
+    let json_cells = json["cells"].as_array().unwrap();
+    assert_eq!(json_cells.len(), 4);
+    // The aggregate is the cells' own numbers: the mean of the two seeds' final test error.
+    let final_test = |c: &serde_json::Value| c["final_test_err"].as_f64().unwrap();
+    let resnet: Vec<f64> = json_cells.iter().filter(|c| c["arch"] == "resnet").map(final_test).collect();
+    let mean = nets.iter().find(|n| n["arch"] == "resnet").unwrap()["test_err_mean"].as_f64().unwrap();
+    assert!((mean - (resnet[0] + resnet[1]) / 2.0).abs() < 1e-9, "{json}");
+    for c in json_cells {
+        for k in ["arch", "depth", "seed", "final_train_err", "final_test_err", "best_test_err", "dir"] {
+            assert!(!c[k].is_null(), "{k}: {c}");
+        }
+    }
+    let md = String::from_utf8(read(&out.join("results.md"))).unwrap();
+    assert!(md.contains("| plain-8 |") && md.contains("| resnet-8/seed-1 |"), "{md}");
+    let csv_text = String::from_utf8(read(&out.join("results.csv"))).unwrap();
+    assert!(csv_text.starts_with("arch,depth,params,seeds,test_err_mean"), "{csv_text}");
+    assert_eq!(csv_text.lines().count(), 3);
+    assert!(is_png(&out.join("fig6.png")) && is_png(&out.join("fig7.png")));
+    assert!(String::from_utf8(read(&out.join("fig7.csv"))).unwrap().contains("resnet-8"));
+
+    // The same command again: nothing trained, nothing changed.
+    let before: Vec<Vec<u8>> = cells.iter().map(|c| read(&out.join(c).join("metrics.csv"))).collect();
+    let stdout = run_ok(&args);
+    assert!(stdout.contains("every cell of") && stdout.contains("is finished"), "{stdout}");
+    let after: Vec<Vec<u8>> = cells.iter().map(|c| read(&out.join(c).join("metrics.csv"))).collect();
+    assert_eq!(before, after);
+
+    // Another plan in the same directory: refused in one line, nothing touched.
+    for other in [grid_args(&data, &out, "8", "0,1", "3"), grid_args(&data, &out, "8", "0,1,2", "2")] {
+        let o = run(&other, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains("another plan"), "{stderr}");
+    }
+    let after: Vec<Vec<u8>> = cells.iter().map(|c| read(&out.join(c).join("metrics.csv"))).collect();
+    assert_eq!(before, after);
+
+    // --collect alone rewrites the tables from the cells.
+    std::fs::remove_file(out.join("results.md")).unwrap();
+    let o = run(&["--collect".into(), "--out".into(), out.display().to_string()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("results.md").exists());
+}
+
+#[test]
+fn interrupted_cell_continues_from_its_checkpoint_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let (held, reference) = (tmp.path().join("held"), tmp.path().join("reference"));
+    // One cell, 3 epochs of 4 iterations; held after iteration 6 (inside epoch 2).
+    let args = |out: &Path| {
+        let mut a = grid_args(&data, out, "8", "0", "3");
+        a.extend(["--archs".into(), "resnet".into()]);
+        a
+    };
+    let mut child = Command::new(example_bin())
+        .args(args(&held))
+        .env("RESNET_CIFAR_TEST_PAUSE", "iteration:6")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = held.join("logs").join("resnet-8-seed-0.log");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("FAULT-PAUSE iteration:6")) {
+        assert!(started.elapsed().as_secs() < 120, "the cell never reached iteration 6");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("rerun the same command") && stderr.lines().count() == 1, "{stderr}");
+    let cell = held.join("resnet-8/seed-0");
+    let ckpt = resnet_cifar::checkpoint::read(&cell.join("last.safetensors")).unwrap();
+    assert_eq!(ckpt.metadata.get("iteration").map(String::as_str), Some("6"));
+
+    let stdout = run_ok(&args(&held));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("continuing after epoch 1 of 3"), "{log_text}");
+    assert!(log_text.contains("resuming at iteration 6"), "{log_text}");
+    assert!(stdout.contains("1 cells (0 finished)"), "{stdout}");
+    run_ok(&args(&reference));
+
+    // The same numbers as the uninterrupted run (times aside) and the same weights.
+    let numbers = |dir: &Path| -> Vec<Vec<String>> {
+        let mut r = csv::Reader::from_path(dir.join("resnet-8/seed-0/metrics.csv")).unwrap();
+        r.records().map(|rec| rec.unwrap().iter().take(7).map(String::from).collect()).collect()
+    };
+    assert_eq!(numbers(&held).len(), 3);
+    assert_eq!(numbers(&held), numbers(&reference));
+    for file in ["last.safetensors", "best.safetensors"] {
+        let a = resnet_cifar::checkpoint::read(&cell.join(file)).unwrap();
+        let b = resnet_cifar::checkpoint::read(&reference.join("resnet-8/seed-0").join(file)).unwrap();
+        assert_eq!(a.tensors.len(), b.tensors.len());
+        for (name, t) in &a.tensors {
+            assert!(t.equal(&b.tensors[name]), "{file}: {name} differs");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cases: [(Vec<String>, &str); 4] = [
+        (grid_args(tmp.path(), &out, "8,21", "0", "1"), "6n+2"),
+        ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--depth".into(), "20".into()]].concat(), "--depths"),
+        ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--lr".into(), "-1".into()]].concat(), "--lr"),
+        (vec!["--collect".into(), "--out".into(), out.display().to_string()], "no grid here"),
+    ];
+    for (args, what) in cases {
+        let o = run(&args, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(what), "{what}: {stderr}");
+        assert!(!out.exists(), "{what}: wrote {}", out.display());
+    }
 }

@@ -23,7 +23,7 @@ pub struct LocalOptions {
     pub devices: Vec<String>,
     /// CPU threads per cell [default: the cores divided among the jobs].
     pub threads: Option<i32>,
-    /// No progress display; a line per cell started and ended.
+    /// No progress display (only the lines: a cell started, ended, failed).
     pub quiet: bool,
 }
 
@@ -150,7 +150,7 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
     let say = |line: String| {
         if interactive {
             multi.println(line).ok();
-        } else if !opts.quiet {
+        } else {
             println!("{line}");
         }
     };
