@@ -36,4 +36,23 @@ resnet_cifar_setup() {
         export LIBTORCH
     fi
     export RESNET_CIFAR_PYTHON
+    resnet_cifar_check_gpu
+}
+
+# A visible NVIDIA GPU that this torch cannot use trains on the CPU, many times slower: say so loudly.
+resnet_cifar_check_gpu() {
+    if ls /dev/nvidia[0-9]* >/dev/null 2>&1 || nvidia-smi -L 2>/dev/null | grep -q GPU; then
+        # Exit 1 only when torch imports and sees no CUDA device.
+        if ! "${RESNET_CIFAR_PYTHON:-python3}" -c '
+import sys
+try:
+    import torch
+except Exception:
+    sys.exit(0)
+sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+            echo "WARNING: an NVIDIA GPU is visible but this torch/libtorch has no usable CUDA (driver too old for its" >&2
+            echo "WARNING: CUDA build, or a CPU-only build): training will run on the CPU. Fix: install torch for the" >&2
+            echo "WARNING: CUDA version that nvidia-smi reports and use it with LIBTORCH_USE_PYTORCH=1 (see README)." >&2
+        fi
+    fi
 }

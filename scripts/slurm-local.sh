@@ -20,11 +20,16 @@
 #   client commands also read via SLURM_CONF, so callers need only SLURM_CONF.
 # - The daemons run in the foreground (-D / -F) under setsid, with stdin/stdout/stderr
 #   redirected to files: a caller's `$(...)` would otherwise hang on the inherited pipe.
-# - slurmctld starts with -c (clear saved state) and slurmd with -c, so each start is a
-#   fresh cluster (job ids restart at 1).
+# - slurmctld starts with -c (clear saved jobs) and slurmd with -c, so each start is a
+#   fresh, empty cluster (job ids continue from the previous run in the same STATE_DIR).
 # - `stop` cancels the jobs first: slurmstepd processes outlive slurmd otherwise. Leftover
 #   processes are found by their open files under STATE_DIR (slurmstepd keeps the slurmd
-#   log open), never by name.
+#   log open) or by SLURM_CONF=STATE_DIR/slurm.conf + SLURM_JOB_ID in their environment,
+#   never by name.
+# - proctrack/linuxproc (no cgroups here) tracks a job's processes by parentage: a
+#   process whose parent exits is reparented to init and escapes Slurm's kill (seen with
+#   `sbatch --wrap 'bash -c "trap \"\" TERM; sleep 300"'`: sh dies on TERM, sleep lives
+#   on). Batch scripts must wait for their children.
 set -euo pipefail
 
 CTLD_PORT="${SLURM_LOCAL_CTLD_PORT:-16817}"
@@ -61,7 +66,7 @@ ensure_installed() {
     export DEBIAN_FRONTEND=noninteractive
     # Lists empty (fresh image): update first; otherwise try with the current lists and
     # update only if that fails (e.g. stale lists pointing at removed versions).
-    if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' || true)" ]; then
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
         apt-get update -q -o DPkg::Lock::Timeout=300 >&2
     fi
     if ! "${apt[@]}" >&2; then
@@ -99,10 +104,28 @@ stop_pid() { # pid comm timeout
     done
 }
 
-# Processes (other than us) holding a file open under STATE_DIR: leftover slurmstepd.
-procs_using_state() {
-    { find /proc/[0-9]*/fd -maxdepth 1 -lname "$STATE/*" 2>/dev/null || true; } |
-        awk -F/ -v me="$$" '$3 != me { print $3 }' | sort -un
+# Our own pid and its ancestors: never to be killed by `stop`.
+self_and_ancestors() {
+    local p=$$
+    while [ -n "$p" ] && [ "$p" != 0 ]; do
+        echo "$p"
+        p="$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null || true)"
+    done
+}
+
+# Leftovers of this cluster, other than us: processes holding a file open under
+# STATE_DIR (slurmstepd keeps the slurmd log open), and job processes (their environment
+# has SLURM_JOB_ID and our SLURM_CONF) that escaped proctrack/linuxproc, which loses a
+# process once its parent exits (it is reparented to init).
+leftover_procs() {
+    local f
+    {
+        { find /proc/[0-9]*/fd -maxdepth 1 -lname "$STATE/*" 2>/dev/null || true; } |
+            awk -F/ '{ print $3 }'
+        for f in $(grep -lzxF "SLURM_CONF=$STATE/slurm.conf" /proc/[0-9]*/environ 2>/dev/null || true); do
+            grep -qz '^SLURM_JOB_ID=' "$f" 2>/dev/null && echo "$f" | cut -d/ -f3
+        done
+    } | sort -un | grep -vxF -f <(self_and_ancestors) || true
 }
 
 cmd_stop() {
@@ -129,16 +152,19 @@ cmd_stop() {
         stop_pid "$(recorded_pid "$d")" "$comm" 15
         rm -f "$STATE/run/$d.pid"
     done
-    # 3. Anything still holding files under STATE_DIR (a slurmstepd of a job that did not
-    #    end in time): TERM, then KILL.
+    # 3. Leftovers (a slurmstepd of a job that did not end in time, job processes that
+    #    escaped): TERM, then KILL.
     local left
-    left="$(procs_using_state | tr '\n' ' ')"
+    left="$(leftover_procs | tr '\n' ' ')"
     if [ -n "${left// /}" ]; then
         log "terminating leftover processes using $STATE: $left"
         # shellcheck disable=SC2086
         kill -TERM $left 2>/dev/null || true
-        sleep 2
-        left="$(procs_using_state | tr '\n' ' ')"
+        for ((i = 0; i < 20; i++)); do
+            sleep 0.1
+            left="$(leftover_procs | tr '\n' ' ')"
+            [ -n "${left// /}" ] || break
+        done
         # shellcheck disable=SC2086
         [ -z "${left// /}" ] || kill -KILL $left 2>/dev/null || true
     fi
@@ -151,8 +177,11 @@ port_in_use() { # port
 
 show_logs() {
     local f
-    for f in munged.log slurmctld.log slurmd.log munged.out slurmctld.out slurmd.out; do
+    for f in munged.out slurmctld.log slurmd.log slurmctld.out slurmd.out; do
         [ -s "$STATE/log/$f" ] || continue
+        # The .out files repeat the .log files (the daemons run in the foreground),
+        # unless a daemon failed before opening its log.
+        case "$f" in slurm*.out) [ -s "$STATE/log/${f%.out}.log" ] && continue ;; esac
         echo "----- $STATE/log/$f (tail) -----" >&2
         tail -n 30 "$STATE/log/$f" >&2
     done

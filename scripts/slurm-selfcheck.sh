@@ -164,7 +164,9 @@ fi
 # handler is idempotent (exits on the first signal).
 bash -c '
     tag=$1
-    on_sig() { echo "checkpointed $1 at count $i" >> "$tag.log"; exit $2; }
+    # (kill our sleep too: once we exit it would be orphaned, and proctrack/linuxproc
+    # loses track of orphans.)
+    on_sig() { kill $! 2>/dev/null; echo "checkpointed $1 at count $i" >> "$tag.log"; exit $2; }
     trap "on_sig TERM 143" TERM
     trap "on_sig USR1 138" USR1
     i=0
@@ -224,7 +226,7 @@ grep -q '^checkpointed USR1' "$jobs/r_0.log" || fail "c. child did not get the f
 grep -q '^batch shell got TERM' "$jobs/r_0.log" && fail "c. unexpected TERM"
 st="$(job_field "${rq}_0" JobState)"
 code="$(job_field "${rq}_0" ExitCode)"
-[ "$st" = FAILED ] && [ "$code" = 138:0 ] || fail "c. ${rq}_0 ended $st ExitCode=$code (expected FAILED 138:0)"
+{ [ "$st" = FAILED ] && [ "$code" = 138:0 ]; } || fail "c. ${rq}_0 ended $st ExitCode=$code (expected FAILED 138:0)"
 say "c. PASS: USR1 reached only the batch shell, which forwarded it; child checkpointed, job FAILED 138:0"
 t_c=$(elapsed)
 

@@ -1,4 +1,4 @@
-//! Test-only fault injection. With `RESNET_CIFAR_TEST_PAUSE=KIND:N` the process stops at
+//! Test-only fault injection. With `RESNET_CIFAR_TEST_PAUSE=KIND:N[@VAR=VALUE]` the process stops at
 //! that point, prints `FAULT-PAUSE KIND:N` on stderr and waits to be killed: `iteration:N`
 //! after the N-th SGD step, `checkpoint:N` inside the N-th checkpoint write (temporary
 //! file written and synced, not yet renamed). Without the variable these are no-ops.
@@ -14,7 +14,18 @@ fn target() -> Option<&'static (String, i64)> {
     TARGET
         .get_or_init(|| {
             let v = std::env::var("RESNET_CIFAR_TEST_PAUSE").ok()?;
-            let (kind, n) = v.split_once(':')?;
+            // `KIND:N@VAR=VALUE`: only in a process whose environment has VAR=VALUE (one
+            // task of a Slurm array, say).
+            let (point, only) = match v.split_once('@') {
+                Some((p, cond)) => (p, Some(cond)),
+                None => (v.as_str(), None),
+            };
+            if let Some((var, value)) = only.and_then(|c| c.split_once('=')) {
+                if std::env::var(var).ok().as_deref() != Some(value) {
+                    return None;
+                }
+            }
+            let (kind, n) = point.split_once(':')?;
             Some((kind.to_string(), n.parse().ok()?))
         })
         .as_ref()

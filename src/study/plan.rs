@@ -145,10 +145,14 @@ impl Grid {
     /// Plans the grid in `dir`: checks every cell's flags, then writes `grid.json` or, when
     /// one is there, checks that it holds this very plan.
     pub fn plan(dir: &Path, spec: GridSpec) -> Result<Grid> {
+        // The order cells run in: a whole replicate (every network, one seed) before the
+        // next seed, so a partial grid already has a full table; the longest cells first.
+        let mut depths = spec.depths.clone();
+        depths.sort_unstable_by(|a, b| b.cmp(a));
         let mut cells = Vec::new();
-        for &depth in &spec.depths {
+        for &seed in &spec.seeds {
             for arch in &spec.archs {
-                for &seed in &spec.seeds {
+                for &depth in &depths {
                     let dir = PathBuf::from(format!("{arch}-{depth}")).join(format!("seed-{seed}"));
                     cells.push(Cell { index: cells.len(), arch: arch.clone(), depth, seed, dir });
                 }
@@ -369,8 +373,10 @@ mod tests {
             GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
         let grid = Grid::plan(tmp.path(), spec.clone()).unwrap();
         assert_eq!(grid.cells.len(), 12);
-        assert_eq!(grid.cells[0].dir, PathBuf::from("plain-20/seed-0"));
-        assert_eq!(grid.cells[11].dir, PathBuf::from("resnet-32/seed-2"));
+        // Seed by seed, the deeper network of each architecture first.
+        let order: Vec<String> = grid.cells[..4].iter().map(|c| c.dir.display().to_string()).collect();
+        assert_eq!(order, ["plain-32/seed-0", "plain-20/seed-0", "resnet-32/seed-0", "resnet-20/seed-0"]);
+        assert_eq!(grid.cells[11].dir, PathBuf::from("resnet-20/seed-2"));
         assert!(grid.cells.iter().enumerate().all(|(i, c)| c.index == i));
         assert!(tmp.path().join("grid.json").exists());
         assert_eq!(grid.state(&grid.cells[0]).unwrap(), CellState::New);

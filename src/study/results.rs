@@ -88,14 +88,11 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Per-network aggregates of `cells`, in the order networks first appear.
+/// Per-network aggregates of `cells`, by architecture, then depth.
 pub fn aggregate(cells: &[CellResult], params: &dyn Fn(&str, i64) -> i64) -> Vec<NetResult> {
-    let mut nets: Vec<(String, i64)> = Vec::new();
-    for c in cells {
-        if !nets.iter().any(|(a, d)| *a == c.arch && *d == c.depth) {
-            nets.push((c.arch.clone(), c.depth));
-        }
-    }
+    let mut nets: Vec<(String, i64)> = cells.iter().map(|c| (c.arch.clone(), c.depth)).collect();
+    nets.sort();
+    nets.dedup();
     nets.into_iter()
         .map(|(arch, depth)| {
             let of: Vec<&CellResult> = cells.iter().filter(|c| c.arch == arch && c.depth == depth).collect();
@@ -171,6 +168,7 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<(Cell, Vec<Row>)>)> {
         }
         curves.push((cell.clone(), rows));
     }
+    cells.sort_by(|a, b| (&a.arch, a.depth, a.seed).cmp(&(&b.arch, b.depth, b.seed)));
     let settings = settings.ok_or_else(|| {
         Error::Config(format!("no cell of the grid in {} has finished yet: nothing to collect", grid.dir.display()))
     })?;
