@@ -94,7 +94,8 @@ fn split_args(argv: Vec<String>) -> (Vec<String>, Vec<String>) {
     let cmd = Args::command();
     let ours = |name: &str| {
         let long = name.trim_start_matches("--");
-        cmd.get_arguments().find(|a| a.get_long() == Some(long) || a.get_long_and_visible_aliases().is_some_and(|l| l.contains(&long)))
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long) || a.get_long_and_visible_aliases().is_some_and(|l| l.contains(&long)))
     };
     let mut mine = vec![argv[0].clone()];
     let mut train = Vec::new();
@@ -184,11 +185,13 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
             }
             return Ok(());
         }
-        let devices = if !args.devices.is_empty() { args.devices.clone() } else { exec.device.iter().cloned().collect() };
+        let devices =
+            if !args.devices.is_empty() { args.devices.clone() } else { exec.device.iter().cloned().collect() };
         for d in &devices {
             resnet_cifar::device::parse_device(d)?;
         }
-        let opts = LocalOptions { jobs: args.jobs.map(|j| j as usize), devices, threads: exec.threads, quiet: args.quiet };
+        let opts =
+            LocalOptions { jobs: args.jobs.map(|j| j as usize), devices, threads: exec.threads, quiet: args.quiet };
         local::run(&grid, &exe, &opts)?;
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;

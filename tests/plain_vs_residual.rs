@@ -46,14 +46,15 @@ fn synthetic_data_dir(dir: &Path) {
     }
 }
 
-
 /// The grid's flags for a tiny study: 2 epochs of 4 iterations by default.
 fn grid_args(data: &Path, out: &Path, depths: &str, seeds: &str, epochs: &str) -> Vec<String> {
     let mut v: Vec<String> = ["--depths", depths, "--seeds", seeds, "--epochs", epochs, "--limit-train", "256"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    v.extend(["--limit-test", "128", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet"].map(String::from));
+    v.extend(
+        ["--limit-test", "128", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet"].map(String::from),
+    );
     v.extend(["--data-dir".into(), data.display().to_string(), "--out".into(), out.display().to_string()]);
     v
 }

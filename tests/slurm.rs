@@ -44,7 +44,12 @@ impl Cluster {
             .map_err(|e| format!("cannot run scripts/slurm-local.sh: {e}"))?;
         let stdout = String::from_utf8_lossy(&o.stdout);
         if !o.status.success() {
-            return Err(format!("slurm-local.sh start failed: {stdout}\n{}", String::from_utf8_lossy(&o.stderr)));
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            return Err(format!(
+                "slurm-local.sh start failed: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
         }
         let conf = stdout
             .lines()
@@ -111,7 +116,7 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     };
     let data_dir = tmp.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
-    let synth = data::synthetic(2_000, 0, 5);
+    let synth = data::synthetic(10_000, 0, 5);
     for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
         data::write_batch_file(&data_dir.join(name), &synth.train).unwrap();
     }
@@ -147,7 +152,11 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
 
     // The held task: wait until it is at iteration 12, then requeue it.
     let out1 = grid.join("slurm/cell-1.out");
-    wait_for("array task 1 to reach iteration 12", 180, || read(&out1).contains("FAULT-PAUSE iteration:12"));
+    wait_for("array task 1 to reach iteration 12", 180, || {
+        let text = read(&out1);
+        assert!(!text.contains("error:"), "array task 1 failed:\n{text}");
+        text.contains("FAULT-PAUSE iteration:12")
+    });
     let task = format!("{array}_1");
     let o = cluster.run("scontrol", &["requeue", &task]);
     assert!(o.status.success(), "scontrol requeue {task}: {}", String::from_utf8_lossy(&o.stderr));
@@ -196,6 +205,12 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     assert_eq!(results["missing"].as_array().map(Vec::len), Some(0), "{results}");
     let md = read(&grid.join("results.md"));
     assert!(md.contains("| plain-8 |") && md.contains("| resnet-8 |"), "{md}");
-    eprintln!("collect job: {}", md.lines().filter(|l| l.starts_with("| plain-8 |") || l.starts_with("| resnet-8 |")).collect::<Vec<_>>().join(" / "));
+    eprintln!(
+        "collect job: {}",
+        md.lines()
+            .filter(|l| l.starts_with("| plain-8 |") || l.starts_with("| resnet-8 |"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
     drop(cluster);
 }

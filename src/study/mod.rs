@@ -33,7 +33,8 @@ pub fn collect(dir: &Path, device: tch::Device) -> Result<(results::Results, Vec
     let responses = crate::analysis::responses_of(&weights, None, &data_dir, limit, device)
         .map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
     let (csv, png) = (grid.dir.join("fig7.csv"), grid.dir.join("fig7.png"));
-    crate::analysis::write_responses(&responses, &csv, &png).map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
+    crate::analysis::write_responses(&responses, &csv, &png)
+        .map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
     files.extend([csv, png]);
     Ok((res, files))
 }

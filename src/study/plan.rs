@@ -130,8 +130,13 @@ pub enum CellState {
     /// Nothing yet (or a run that died before its first checkpoint).
     New,
     /// A checkpoint to continue from, with the epochs done and planned.
-    Interrupted { epochs_done: usize, epochs: i64 },
-    Finished { epochs: i64 },
+    Interrupted {
+        epochs_done: usize,
+        epochs: i64,
+    },
+    Finished {
+        epochs: i64,
+    },
 }
 
 #[derive(Parser)]
@@ -189,9 +194,10 @@ impl Grid {
     pub fn open(dir: &Path) -> Result<Grid> {
         let path = dir.join("grid.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Config(format!("{}: no grid here (no grid.json): plan one with --depths/--archs/--seeds", dir.display()))
-            }
+            std::io::ErrorKind::NotFound => Error::Config(format!(
+                "{}: no grid here (no grid.json): plan one with --depths/--archs/--seeds",
+                dir.display()
+            )),
             _ => Error::io(&path, e),
         })?;
         let file: GridFile = serde_json::from_str(&text)
@@ -281,7 +287,11 @@ impl Grid {
 pub fn run_cell(dir: &Path, index: usize, exec: &Exec) -> Result<Option<crate::train::RunSummary>> {
     let grid = Grid::open(dir)?;
     let cell = grid.cells.get(index).ok_or_else(|| {
-        Error::Config(format!("cell {index} does not exist: the grid in {} has {} cells", dir.display(), grid.cells.len()))
+        Error::Config(format!(
+            "cell {index} does not exist: the grid in {} has {} cells",
+            dir.display(),
+            grid.cells.len()
+        ))
     })?;
     let device = exec.device.as_deref().map(crate::device::parse_device).transpose()?;
     match grid.state(cell)? {
@@ -352,9 +362,13 @@ mod tests {
 
     #[test]
     fn spec_splits_execution_flags_and_refuses_grid_flags() {
-        let (spec, exec) =
-            GridSpec::new(vec![20, 56], vec![Arch::Plain, Arch::Resnet], vec![0, 1], &flags("--epochs 3 --threads 2 --device=cpu --precision bf16"))
-                .unwrap();
+        let (spec, exec) = GridSpec::new(
+            vec![20, 56],
+            vec![Arch::Plain, Arch::Resnet],
+            vec![0, 1],
+            &flags("--epochs 3 --threads 2 --device=cpu --precision bf16"),
+        )
+        .unwrap();
         assert_eq!(spec.train_flags, flags("--epochs 3 --precision bf16"));
         assert_eq!(exec, Exec { threads: Some(2), device: Some("cpu".into()) });
         for bad in ["--depth 20", "--out x", "--seed=3", "--arch plain", "--resume d"] {
@@ -382,11 +396,12 @@ mod tests {
         assert_eq!(grid.state(&grid.cells[0]).unwrap(), CellState::New);
         // The same plan again is fine; another is refused in one line.
         Grid::plan(tmp.path(), spec.clone()).unwrap();
-        let (other, _) = GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 3"))
-            .unwrap();
+        let (other, _) =
+            GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 3")).unwrap();
         let e = Grid::plan(tmp.path(), other).unwrap_err().to_string();
         assert!(e.contains("another plan") && e.contains("--epochs 3") && !e.contains('\n'), "{e}");
-        let (fewer, _) = GridSpec::new(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
+        let (fewer, _) =
+            GridSpec::new(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
         assert!(Grid::plan(tmp.path(), fewer).unwrap_err().to_string().contains("depths"));
         // A bad train flag is caught before anything is written.
         let tmp2 = tempfile::tempdir().unwrap();
@@ -400,9 +415,13 @@ mod tests {
     #[test]
     fn cell_config_carries_the_flags() {
         let tmp = tempfile::tempdir().unwrap();
-        let (spec, _) =
-            GridSpec::new(vec![56], vec![Arch::Resnet], vec![4], &flags("--epochs 7 --precision bf16 --limit-train 100"))
-                .unwrap();
+        let (spec, _) = GridSpec::new(
+            vec![56],
+            vec![Arch::Resnet],
+            vec![4],
+            &flags("--epochs 7 --precision bf16 --limit-train 100"),
+        )
+        .unwrap();
         let grid = Grid::plan(tmp.path(), spec).unwrap();
         let exec = Exec { threads: Some(3), device: Some("cpu".into()) };
         let cfg = grid.config(&grid.cells[0], &exec).unwrap();

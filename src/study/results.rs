@@ -24,6 +24,9 @@ pub fn paper_test_err(arch: &str, depth: i64) -> Option<f64> {
     (arch == "resnet").then(|| PAPER_TEST_ERR.iter().find(|(d, _)| *d == depth).map(|(_, e)| *e)).flatten()
 }
 
+/// A finished cell's learning curves (its `metrics.csv` rows).
+pub type Curves = (Cell, Vec<Row>);
+
 /// One finished cell.
 #[derive(Debug, Clone, Serialize)]
 pub struct CellResult {
@@ -123,7 +126,7 @@ fn records(dir: &Path, files: &[&str]) -> i64 {
 }
 
 /// Reads every finished cell of `grid`.
-pub fn collect(grid: &Grid) -> Result<(Results, Vec<(Cell, Vec<Row>)>)> {
+pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
     let mut cells = Vec::new();
     let mut curves = Vec::new();
     let mut missing = Vec::new();
@@ -136,7 +139,8 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<(Cell, Vec<Row>)>)> {
         }
         let dir = grid.cell_dir(cell);
         let cfg = state::config_from_run(&dir)?;
-        let rows = read_metrics(&dir.join("metrics.csv")).map_err(|e| Error::data(dir.join("metrics.csv"), e.to_string()))?;
+        let rows =
+            read_metrics(&dir.join("metrics.csv")).map_err(|e| Error::data(dir.join("metrics.csv"), e.to_string()))?;
         let meta = saved_meta(&dir)?;
         let last = rows.last().expect("read_metrics returns at least one row");
         cells.push(CellResult {
@@ -247,7 +251,7 @@ pub fn markdown(r: &Results) -> String {
 }
 
 /// Writes `results.json`, `results.csv`, `results.md`, `fig6.png` into the grid directory.
-pub fn write(grid: &Grid, results: &Results, curves: &[(Cell, Vec<Row>)]) -> Result<Vec<PathBuf>> {
+pub fn write(grid: &Grid, results: &Results, curves: &[Curves]) -> Result<Vec<PathBuf>> {
     let dir = &grid.dir;
     let json = serde_json::to_string_pretty(results).expect("results serialise");
     let path = |n: &str| dir.join(n);
@@ -300,8 +304,11 @@ impl From<&NetResult> for CsvRow {
     }
 }
 
+/// (x, low, high).
+type BandPoint = (f64, f64, f64);
+
 /// Mean, min and max over seeds at each epoch that every seed reached.
-fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, Vec<BandPoint>) {
     let n = runs.iter().map(|r| r.len()).min().unwrap_or(0);
     let mut mean = Vec::with_capacity(n);
     let mut band = Vec::with_capacity(n);
@@ -309,14 +316,18 @@ fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, V
         let xs: Vec<f64> = runs.iter().map(|r| value(&r[i])).collect();
         let x = runs[0][i].iteration;
         mean.push((x, mean_std(&xs).0));
-        band.push((x, xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+        band.push((
+            x,
+            xs.iter().copied().fold(f64::INFINITY, f64::min),
+            xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ));
     }
     (mean, band)
 }
 
 /// Fig. 6: plain nets left, ResNets right; per depth a colour, dashed training error and
 /// bold test error (mean over seeds), each with its min–max band.
-pub fn fig6(curves: &[(Cell, Vec<Row>)], out: &Path) -> Result<()> {
+pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
     let mut depths: Vec<i64> = curves.iter().map(|(c, _)| c.depth).collect();
     depths.sort_unstable();
     depths.dedup();
@@ -420,7 +431,10 @@ mod tests {
             data_dir: "d".into(),
         };
         let md = markdown(&Results { settings, nets, cells, missing: vec!["resnet-20/seed-1".into()] });
-        assert!(md.contains("| plain-20 | 0.27M | 0 | 12.00 ± 0.00 | 12.00 | 12.00–12.00 | 10.00 ± 0.00 | — |"), "{md}");
+        assert!(
+            md.contains("| plain-20 | 0.27M | 0 | 12.00 ± 0.00 | 12.00 | 12.00–12.00 | 10.00 ± 0.00 | — |"),
+            "{md}"
+        );
         assert!(md.contains("| resnet-110 |") && md.contains("| 6.43 |"), "{md}");
         assert!(md.contains("| resnet-110/seed-0 | 1.00 | 7.00 | 6.50 | 1.0 | cpu |"), "{md}");
         assert!(md.contains("Not finished yet: resnet-20/seed-1."));

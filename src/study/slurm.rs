@@ -128,7 +128,9 @@ pub fn write_scripts(grid: &Grid, exe: &Path, opts: &SlurmOptions) -> Result<(Pa
 /// Runs `sbatch --parsable ARGS`; returns the job id.
 fn sbatch(args: &[&str]) -> Result<String> {
     let out = Command::new("sbatch").arg("--parsable").args(args).output().map_err(|e| {
-        Error::Config(format!("cannot run sbatch ({e}): is Slurm installed here? The scripts are written; submit them by hand"))
+        Error::Config(format!(
+            "cannot run sbatch ({e}): is Slurm installed here? The scripts are written; submit them by hand"
+        ))
     })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
