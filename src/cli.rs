@@ -385,6 +385,7 @@ impl TrainArgs {
             quiet: false,
             log_grad_norms: self.log_grad_norms,
             save_every: self.save_every,
+            read_every_step: None,
             handle_signals: true,
         };
         cfg.validate()?;

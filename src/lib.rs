@@ -33,9 +33,9 @@ pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod signals;
-pub mod state;
 pub mod study;
 pub mod summary;
+mod text;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -7,9 +7,6 @@
 //! `layer2.0.bn1.running_mean`, `layer3.0.shortcut.0.weight`, `linear.bias`), so
 //! checkpoints move between the two without renaming.
 
-use std::fmt;
-use std::str::FromStr;
-
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -36,31 +33,8 @@ pub enum Shortcut {
     B,
 }
 
-/// `Display` and `FromStr` for a clap value enum, from the names clap knows it by (so
-/// flags, config.json and checkpoint metadata spell values alike); parsing ignores case.
-macro_rules! value_enum_text {
-    ($t:ty, $what:literal) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(clap::ValueEnum::to_possible_value(self).expect("no variant is skipped").get_name())
-            }
-        }
-
-        impl FromStr for $t {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                <$t as clap::ValueEnum>::from_str(s, true).map_err(|_| {
-                    let names: Vec<String> =
-                        <$t as clap::ValueEnum>::value_variants().iter().map(ToString::to_string).collect();
-                    Error::Config(format!("unknown {} `{s}`: use {}", $what, names.join(" or ")))
-                })
-            }
-        }
-    };
-}
-
-value_enum_text!(Arch, "architecture");
-value_enum_text!(Shortcut, "shortcut option");
+crate::text::value_enum_text!(Arch, "architecture");
+crate::text::value_enum_text!(Shortcut, "shortcut option");
 
 /// Number format of the convolutions and activations. Parameters, BN statistics and the
 /// loss stay fp32 either way.
@@ -87,8 +61,8 @@ pub enum Layout {
     ChannelsLast,
 }
 
-value_enum_text!(Precision, "precision");
-value_enum_text!(Layout, "layout");
+crate::text::value_enum_text!(Precision, "precision");
+crate::text::value_enum_text!(Layout, "layout");
 
 /// How the network computes: number format and memory layout. It changes no parameter
 /// and no checkpoint; the default (fp32, NCHW) is PyTorch's own arithmetic.

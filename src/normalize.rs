@@ -4,11 +4,7 @@
 //! The statistics travel with every checkpoint as the tensors `normalization.mean` and
 //! `normalization.std`.
 
-use std::fmt;
-
 use tch::{Device, Kind, Tensor};
-
-use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Normalization {
@@ -21,27 +17,7 @@ pub enum Normalization {
     Imagenet,
 }
 
-impl fmt::Display for Normalization {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Normalization::PixelMean => "pixel-mean",
-            Normalization::Channel => "channel",
-            Normalization::Imagenet => "imagenet",
-        })
-    }
-}
-
-impl std::str::FromStr for Normalization {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "pixel-mean" => Ok(Normalization::PixelMean),
-            "channel" => Ok(Normalization::Channel),
-            "imagenet" => Ok(Normalization::Imagenet),
-            _ => Err(Error::Config(format!("unknown normalization `{s}`: use pixel-mean, channel or imagenet"))),
-        }
-    }
-}
+crate::text::value_enum_text!(Normalization, "normalization");
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];

@@ -4,6 +4,9 @@
 
 use tch::{nn::VarStore, Tensor};
 
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+
 #[derive(Debug)]
 pub struct Sgd {
     pub momentum: f64,
@@ -57,5 +60,30 @@ impl Sgd {
             }
             _ => false,
         }
+    }
+}
+
+/// Tensor-name prefix of the momentum buffers in a checkpoint.
+const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
+
+/// The optimizer's state in a checkpoint: `optimizer.momentum.<parameter>` tensors.
+impl Sgd {
+    /// The momentum buffers, named for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.momentum_buffers().map(|(n, t)| (format!("{MOMENTUM_PREFIX}{n}"), t.shallow_clone())).collect()
+    }
+
+    /// Restores every momentum buffer from `ckpt`; a missing or misshapen one is an error.
+    pub fn load_state(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        let names: Vec<String> = self.momentum_buffers().map(|(n, _)| n.to_string()).collect();
+        for name in names {
+            let t = ckpt.tensors.get(&format!("{MOMENTUM_PREFIX}{name}")).ok_or_else(|| {
+                Error::checkpoint(&ckpt.path, format!("no momentum buffer for {name}: cannot resume"))
+            })?;
+            if !self.set_momentum_buffer(&name, t) {
+                return Err(Error::checkpoint(&ckpt.path, format!("momentum buffer for {name} has another shape")));
+            }
+        }
+        Ok(())
     }
 }

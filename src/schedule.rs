@@ -13,14 +13,7 @@ pub enum ScheduleKind {
     Paper,
 }
 
-impl std::fmt::Display for ScheduleKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ScheduleKind::Scaled => "scaled",
-            ScheduleKind::Paper => "paper",
-        })
-    }
-}
+crate::text::value_enum_text!(ScheduleKind, "schedule");
 
 pub const PAPER_ITERATIONS: i64 = 64_000;
 pub const PAPER_MILESTONES: [i64; 2] = [32_000, 48_000];

@@ -134,7 +134,7 @@ fn a_bf16_run_records_its_precision_and_resumes_in_it() {
     let ckpt = resnet_cifar::checkpoint::read(&out.join("last.safetensors")).unwrap();
     assert!(ckpt.tensors.values().all(|t| t.kind() == tch::Kind::Float), "checkpoints hold fp32 tensors");
     // `--resume` takes its settings from config.json, precision and layout included.
-    let resumed = resnet_cifar::state::config_from_run(&out).unwrap();
+    let resumed = resnet_cifar::train::config::config_from_run(&out).unwrap();
     assert_eq!(resumed.compute, Compute::new(Precision::Bf16, Layout::Nchw));
     assert!(!resumed.model.batch_norm);
 }

@@ -144,3 +144,27 @@ fn log_grad_norms_adds_four_positive_columns() {
         .ends_with(",grad_norm_input,grad_norm_stage1,grad_norm_stage2,grad_norm_stage3"));
     assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 13);
 }
+
+/// The GPU's way of reading the loss (only at epoch ends and checkpoints), driven on the
+/// CPU: a run that diverges between two mid-epoch checkpoints never writes a non-finite
+/// model, and what is on disk loads, finite, with a training state that parses.
+#[test]
+fn a_diverged_model_is_never_checkpointed_when_the_loss_is_read_only_at_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = TrainConfig { lr: 1e12, save_every: 1, read_every_step: Some(false), ..tiny_config(&out, 2) };
+    let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();
+    assert!(err.contains("diverged") && err.contains("iteration"), "{err}");
+    assert!(err.contains("intact"), "{err}");
+    let last = out.join("last.safetensors");
+    if last.exists() {
+        let ckpt = checkpoint::read(&last).unwrap();
+        for (name, t) in &ckpt.tensors {
+            let finite = t.isfinite().all().int64_value(&[]) == 1;
+            assert!(finite, "{name} is not finite in the checkpoint");
+        }
+        let state = &ckpt.metadata["train_state"];
+        assert!(!state.contains("null") || state.contains("\"best_val\":null"), "{state}");
+        resnet_cifar::train::resume::progress_of(&ckpt).unwrap();
+    }
+}

@@ -12,7 +12,6 @@ use crate::checkpoint;
 use crate::cli::TrainArgs;
 use crate::error::{Error, Result};
 use crate::model::Arch;
-use crate::state;
 use crate::train::TrainConfig;
 
 /// What to train: every (arch, depth, seed), each with the same `train` flags.
@@ -242,7 +241,7 @@ impl Grid {
             }
             return Ok(CellState::New);
         }
-        let saved = state::config_from_run(&dir)?;
+        let saved = crate::train::config::config_from_run(&dir)?;
         let planned = self.config(cell, &Exec::default())?;
         if let Some(diff) = experiment_difference(&saved, &planned) {
             return Err(Error::Config(format!(

@@ -11,7 +11,6 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::figure::{line_chart_grid, Band, Line, Panel};
 use crate::plot::{read_metrics, Row};
-use crate::state;
 
 use super::plan::{Cell, CellState, Grid};
 
@@ -138,7 +137,7 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
             continue;
         }
         let dir = grid.cell_dir(cell);
-        let cfg = state::config_from_run(&dir)?;
+        let cfg = crate::train::config::config_from_run(&dir)?;
         let rows =
             read_metrics(&dir.join("metrics.csv")).map_err(|e| Error::data(dir.join("metrics.csv"), e.to_string()))?;
         let meta = saved_meta(&dir)?;

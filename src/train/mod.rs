@@ -18,159 +18,18 @@ use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
 use crate::gradflow;
 use crate::metrics::{EpochMetrics, MetricsWriter};
-use crate::model::{parameter_count, Compute, Layout, Precision, ResNet, ResNetConfig};
-use crate::normalize::{Normalization, Normalizer};
+use crate::model::{parameter_count, ResNet};
+use crate::normalize::Normalizer;
 use crate::optim::Sgd;
 use crate::progress;
-use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
+use crate::schedule::LrSchedule;
 use crate::signals;
-use crate::state::{self, Progress};
 
-/// Every setting of a training run.
-#[derive(Debug, Clone)]
-pub struct TrainConfig {
-    pub model: ResNetConfig,
-    /// Number format and memory layout of the computation (parameters stay fp32).
-    pub compute: Compute,
-    pub epochs: i64,
-    pub batch_size: i64,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub schedule: ScheduleKind,
-    /// Warm-up iterations at lr/10; `None`: the paper's 400 from depth 110, else none.
-    pub warmup_iters: Option<i64>,
-    pub normalization: Normalization,
-    /// Hold out the last N training images for validation.
-    pub val_split: usize,
-    pub limit_train: Option<usize>,
-    pub limit_test: Option<usize>,
-    pub data_dir: PathBuf,
-    pub out_dir: PathBuf,
-    pub device: Device,
-    pub seed: i64,
-    pub threads: Option<i32>,
-    /// No progress bar and no per-epoch lines (for callers that report themselves).
-    pub quiet: bool,
-    /// Log the mean ‖∂L/∂x‖ at the network's input and at each stage's input per epoch.
-    pub log_grad_norms: bool,
-    /// Also write `last.safetensors` every N iterations inside an epoch (0: only at epoch ends).
-    pub save_every: i64,
-    /// On SIGINT/SIGTERM finish the step, write the checkpoint and stop (the CLI sets it).
-    pub handle_signals: bool,
-}
+pub mod config;
+pub mod resume;
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            model: ResNetConfig::default(),
-            // Channels-last: the same arithmetic as NCHW, faster convolutions (README, Performance).
-            compute: Compute::new(Precision::Fp32, Layout::ChannelsLast),
-            epochs: 50,
-            batch_size: 128,
-            lr: 0.1,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            schedule: ScheduleKind::Scaled,
-            warmup_iters: None,
-            normalization: Normalization::PixelMean,
-            val_split: 0,
-            limit_train: None,
-            limit_test: None,
-            data_dir: crate::data::default_data_dir(),
-            out_dir: PathBuf::from("runs/resnet-20"),
-            device: Device::Cpu,
-            seed: 0,
-            threads: None,
-            quiet: false,
-            log_grad_norms: false,
-            save_every: 0,
-            handle_signals: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks every setting once, with a message saying what to use instead.
-    pub fn validate(&self) -> Result<()> {
-        self.model.blocks_per_stage()?;
-        let bad = |m: String| Err(Error::Config(m));
-        if self.batch_size < 1 {
-            return bad(format!("--batch-size {} must be at least 1", self.batch_size));
-        }
-        if self.epochs < 1 {
-            return bad(format!("--epochs {} must be at least 1", self.epochs));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("--lr {} must be a positive number (the paper uses 0.1)", self.lr));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!("--momentum {} must be in [0, 1) (the paper uses 0.9)", self.momentum));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("--weight-decay {} must be ≥ 0 (the paper uses 1e-4)", self.weight_decay));
-        }
-        if matches!(self.limit_train, Some(0)) || matches!(self.limit_test, Some(0)) {
-            return bad("--limit-train and --limit-test must be at least 1".into());
-        }
-        if let Some(t) = self.threads {
-            if t < 1 {
-                return bad(format!("--threads {t} must be at least 1"));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn warmup_iterations(&self) -> i64 {
-        self.warmup_iters.unwrap_or_else(|| default_warmup(self.model.depth))
-    }
-
-    /// The schedule for a run of `iters_per_epoch` iterations per epoch.
-    pub fn lr_schedule(&self, iters_per_epoch: i64) -> LrSchedule {
-        match self.schedule {
-            ScheduleKind::Scaled => {
-                LrSchedule::scaled(self.lr, self.epochs * iters_per_epoch, self.warmup_iterations())
-            }
-            ScheduleKind::Paper => LrSchedule::paper(self.lr, self.warmup_iterations()),
-        }
-    }
-
-    fn to_json(&self, params: i64, schedule: &LrSchedule, epochs: i64) -> serde_json::Value {
-        serde_json::json!({
-            "arch": self.model.arch.to_string(),
-            "depth": self.model.depth,
-            "shortcut": self.model.shortcut.to_string(),
-            "parameters": params,
-            "precision": self.compute.precision.to_string(),
-            "layout": self.compute.layout.to_string(),
-            "epochs": epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "schedule": self.schedule.to_string(),
-            "total_iterations": schedule.total_iterations,
-            "lr_milestones": schedule.milestones,
-            "warmup_iterations": schedule.warmup_iterations,
-            "normalization": self.normalization.to_string(),
-            "val_split": self.val_split,
-            "limit_train": self.limit_train,
-            "limit_test": self.limit_test,
-            "data_dir": self.data_dir.display().to_string(),
-            "out_dir": self.out_dir.display().to_string(),
-            "device": device_name(self.device),
-            "seed": self.seed,
-            "batch_norm": self.model.batch_norm,
-            "zero_init_residual": self.model.zero_init_residual,
-            "log_grad_norms": self.log_grad_norms,
-            "save_every": self.save_every,
-            "threads": tch::get_num_threads(),
-            "resnet_cifar_version": env!("CARGO_PKG_VERSION"),
-            "tch_version": env!("TCH_VERSION"),
-            "libtorch_version": env!("LIBTORCH_VERSION"),
-        })
-    }
-}
+pub use config::{RunFile, TrainConfig};
+use resume::Progress;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -232,7 +91,7 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
 /// rows. `threads` and `device` override the saved ones (they change where the run
 /// computes, not what: a run moves between machines).
 pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: bool) -> Result<RunSummary> {
-    let mut cfg = state::config_from_run(dir)?;
+    let mut cfg = config::config_from_run(dir)?;
     cfg.threads = threads.or(cfg.threads);
     cfg.device = device.unwrap_or(cfg.device);
     cfg.quiet = quiet;
@@ -265,9 +124,9 @@ fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Check
     let (normalizer, mut progress) = match &saved {
         Some(ckpt) => {
             ckpt.load_into(&mut vs)?;
-            state::restore_optimizer(ckpt, &mut opt)?;
+            opt.load_state(ckpt)?;
             let n = ckpt.normalizer().ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
-            (n.to_device(dev), state::progress_of(ckpt)?)
+            (n.to_device(dev), resume::progress_of(ckpt)?)
         }
         None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
     };
@@ -284,9 +143,7 @@ fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Check
     let (mut csv, mut history) = if saved.is_some() {
         MetricsWriter::resume(&csv_path, progress.epoch)?
     } else {
-        let config_json =
-            serde_json::to_string_pretty(&cfg.to_json(parameters, &schedule, epochs)).expect("config serialises");
-        checkpoint::write_atomic(&cfg.out_dir.join("config.json"), config_json.as_bytes())?;
+        RunFile::new(cfg, parameters, &schedule, epochs).write(&cfg.out_dir)?;
         (MetricsWriter::create(&csv_path, val.is_some(), cfg.log_grad_norms)?, Vec::new())
     };
     if !cfg.quiet {
@@ -382,17 +239,33 @@ struct Saver<'a> {
 impl Saver<'_> {
     /// `last.safetensors` carries the momentum buffers for `--resume`; `best.safetensors` is
     /// for inference and export, model and normalisation only.
+    ///
+    /// A model with a non-finite weight or statistic is never written (one device sync per
+    /// save): the previous checkpoint stays as it was, and training stops as diverged.
     fn save(&self, opt: &Sgd, progress: &Progress, name: &str) -> Result<()> {
-        let optimizer = if name == "best.safetensors" { Vec::new() } else { state::optimizer_tensors(opt) };
+        if !all_finite(self.vs) {
+            return Err(Error::Diverged(format!(
+                "the model became non-finite by iteration {}: training diverged; {name} was not overwritten and \
+                 the last checkpoint is intact; lower --lr or add --warmup-iters",
+                progress.iteration
+            )));
+        }
+        let optimizer = if name == "best.safetensors" { Vec::new() } else { opt.state_tensors() };
         checkpoint::save(
             &self.cfg.out_dir.join(name),
             self.vs,
             &self.cfg.model,
             self.normalizer,
             optimizer,
-            state::progress_metadata(progress),
+            resume::progress_metadata(progress)?,
         )
     }
+}
+
+/// Whether every weight and BN statistic of `vs` is finite, read with one device sync.
+fn all_finite(vs: &VarStore) -> bool {
+    let flags: Vec<Tensor> = vs.variables().values().map(|t| t.isfinite().all()).collect();
+    flags.is_empty() || Tensor::stack(&flags, 0).all().int64_value(&[]) == 1
 }
 
 /// What one training step needs besides the optimizer and the data.
@@ -507,9 +380,12 @@ fn train_epoch(
     // On the CPU every op has finished when it returns, so reading the loss each step costs
     // nothing. On a GPU a read waits for the queue to drain: there the host reads loss and
     // error only at the epoch's end (the progress bar still advances, without them).
-    let read_every_step = dev == Device::Cpu;
+    let read_every_step = cfg.read_every_step.unwrap_or(dev == Device::Cpu);
     let started = Instant::now();
+    // Training seconds before this call (a resumed epoch's) plus this call's, set at each read.
+    let seconds_before = progress.train_seconds;
     let sync = |p: &mut Progress, loss_sum: &Tensor, wrong: &Tensor, norm_sums: &[Tensor]| {
+        p.train_seconds = seconds_before + started.elapsed().as_secs_f64();
         p.loss_sum = loss_sum.double_value(&[]);
         p.wrong = wrong.int64_value(&[]);
         p.norm_sums = norm_sums.iter().map(|t| t.double_value(&[])).collect();
@@ -558,16 +434,12 @@ fn train_epoch(
         let periodic = cfg.save_every > 0 && progress.iteration % cfg.save_every == 0 && start < n;
         if signal.is_some() || periodic {
             sync(progress, &loss_sum, &wrong, &norm_sums);
-            let elapsed = started.elapsed().as_secs_f64();
-            progress.train_seconds += elapsed;
             if let Some(sig) = signal {
                 return Ok(EpochOutcome::Stopped(sig));
             }
             saver.save(opt, progress, "last.safetensors")?;
-            progress.train_seconds -= elapsed;
         }
     }
     sync(progress, &loss_sum, &wrong, &norm_sums);
-    progress.train_seconds += started.elapsed().as_secs_f64();
     Ok(EpochOutcome::Finished)
 }
