@@ -228,6 +228,15 @@ impl Checkpoint {
             None if self.tensors.keys().any(|n| n.contains(".shortcut.")) => cfg.shortcut = Shortcut::B,
             None => {}
         }
+        // Classes: the metadata's, else the classifier's output size.
+        cfg.num_classes = match self.metadata.get("num_classes") {
+            Some(n) => n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| parse_err("num_classes", n))?,
+            None => self
+                .tensors
+                .iter()
+                .find(|(n, _)| canonical(n) == "linear.weight")
+                .map_or(cfg.num_classes, |(_, t)| t.size()[0]),
+        };
         Ok(cfg)
     }
 }
@@ -241,6 +250,7 @@ pub fn metadata(cfg: &ResNetConfig, normalizer: &Normalizer) -> HashMap<String, 
         ("shortcut".to_string(), cfg.shortcut.to_string()),
         ("normalization".to_string(), normalizer.kind.to_string()),
         ("batch_norm".to_string(), cfg.batch_norm.to_string()),
+        ("num_classes".to_string(), cfg.num_classes.to_string()),
         ("resnet_cifar_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ])
 }

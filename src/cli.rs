@@ -259,6 +259,9 @@ pub struct ModelArgs {
     /// Start every residual block as the identity (last BN's γ = 0): "F(x) = 0 is easy".
     #[arg(long)]
     pub zero_init_residual: bool,
+    /// Classes of the classifier (10 for CIFAR-10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
+    pub num_classes: i64,
 }
 
 impl ModelArgs {
@@ -269,7 +272,7 @@ impl ModelArgs {
             shortcut: self.shortcut,
             batch_norm: !self.no_bn,
             zero_init_residual: self.zero_init_residual,
-            ..Default::default()
+            num_classes: self.num_classes,
         }
     }
 }

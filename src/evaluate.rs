@@ -3,7 +3,7 @@
 
 use tch::{nn::ModuleT, Kind, Tensor};
 
-use crate::data::{Split, NUM_CLASSES};
+use crate::data::Split;
 use crate::model::ResNet;
 use crate::normalize::Normalizer;
 
@@ -16,7 +16,7 @@ pub struct Evaluation {
     /// Top-1 error in percent.
     pub error: f64,
     pub images: i64,
-    /// 10×10 counts, rows = true class, columns = predicted class.
+    /// Classes × classes counts (the model's classes), rows = true class, columns = predicted class.
     pub confusion: Tensor,
 }
 
@@ -30,7 +30,8 @@ impl Evaluation {
 pub fn evaluate(model: &ResNet, split: &Split, normalizer: &Normalizer) -> Evaluation {
     let device = split.images.device();
     let n = split.len();
-    let mut confusion = Tensor::zeros([NUM_CLASSES * NUM_CLASSES], (Kind::Int64, device));
+    let classes = model.config.num_classes;
+    let mut confusion = Tensor::zeros([classes * classes], (Kind::Int64, device));
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
     tch::no_grad(|| {
         for start in (0..n).step_by(EVAL_BATCH as usize) {
@@ -39,11 +40,11 @@ pub fn evaluate(model: &ResNet, split: &Split, normalizer: &Normalizer) -> Evalu
             let loss = logits.cross_entropy_for_logits(&batch.labels);
             loss_sum += loss.to_kind(Kind::Double) * batch.len() as f64;
             let pred = logits.argmax(-1, false);
-            let cell = &batch.labels * NUM_CLASSES + pred;
+            let cell = &batch.labels * classes + pred;
             let _ = confusion.index_add_(0, &cell, &cell.ones_like());
         }
     });
-    let confusion = confusion.view([NUM_CLASSES, NUM_CLASSES]);
+    let confusion = confusion.view([classes, classes]);
     let correct = confusion.diagonal(0, 0, 1).sum(Kind::Int64).int64_value(&[]);
     let nf = n.max(1) as f64;
     Evaluation {

@@ -1,7 +1,11 @@
 //! `metrics.csv`: one row per epoch, flushed as soon as it is written, errors in percent.
+//! [`EpochMetrics`] is its one row type, written by [`MetricsWriter`] and read by [`read`]
+//! (resume, plot, the study), both through the csv crate.
 
 use std::fs::File;
 use std::path::Path;
+
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -83,46 +87,23 @@ impl MetricsWriter {
     /// `epochs_done`: rows of later epochs (written before a kill, after the checkpoint)
     /// are dropped, so that no row is duplicated or missing. Returns the kept rows.
     pub fn resume(path: &Path, epochs_done: i64) -> Result<(Self, Vec<EpochMetrics>)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let bad = |m: String| Error::data(path, format!("{m}: cannot continue this metrics.csv"));
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().ok_or_else(|| bad("empty file".into()))?.split(',').collect();
-        if header[..COLUMNS.len().min(header.len())] != COLUMNS[..] {
+        let header = read_header(path)?;
+        let with_val = VAL_COLUMNS.iter().all(|c| header.iter().any(|h| h == c));
+        let with_grad_norms = GRAD_NORM_COLUMNS.iter().all(|c| header.iter().any(|h| h == c));
+        if header.len() < COLUMNS.len() || header[..COLUMNS.len()] != COLUMNS {
             return Err(bad("unexpected header".into()));
         }
-        let col = |name: &str| header.iter().position(|h| *h == name);
-        let mut kept = vec![header.join(",")];
-        let mut rows = Vec::new();
-        for (i, line) in lines.enumerate() {
-            let f: Vec<&str> = line.split(',').collect();
-            let num = |c: Option<usize>| -> Result<f64> {
-                c.and_then(|c| f.get(c))
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| bad(format!("row {} is malformed", i + 1)))
-            };
-            let epoch = num(col("epoch"))? as i64;
-            if epoch > epochs_done {
-                continue;
+        let rows: Vec<EpochMetrics> = read_rows(path)?.into_iter().filter(|r| r.epoch <= epochs_done).collect();
+        // Rewritten whole, then appended to: a temporary file renamed over the old one.
+        let tmp = path.with_extension("csv.tmp");
+        {
+            let mut w = MetricsWriter::create(&tmp, with_val, with_grad_norms)?;
+            for r in &rows {
+                w.write(r)?;
             }
-            let opt = |name: &str| num(col(name)).ok();
-            rows.push(EpochMetrics {
-                epoch,
-                iteration: num(col("iteration"))? as i64,
-                lr: num(col("lr"))?,
-                train_loss: num(col("train_loss"))?,
-                train_err: num(col("train_err"))?,
-                test_loss: num(col("test_loss"))?,
-                test_err: num(col("test_err"))?,
-                epoch_seconds: num(col("epoch_seconds"))?,
-                images_per_sec: num(col("images_per_sec"))?,
-                val: opt("val_loss").zip(opt("val_err")),
-                grad_norms: GRAD_NORM_COLUMNS.iter().map(|c| opt(c)).collect(),
-            });
-            kept.push(line.to_string());
         }
-        let mut body = kept.join("\n");
-        body.push('\n');
-        crate::checkpoint::write_atomic(path, body.as_bytes())?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
         let writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         Ok((MetricsWriter { writer, path: path.to_path_buf() }, rows))
@@ -137,4 +118,96 @@ impl MetricsWriter {
         self.writer.write_record(m.record()).map_err(|e| self.err(e))?;
         self.writer.flush().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// A row as the file spells it: the optional columns may be absent.
+#[derive(Deserialize)]
+struct Raw {
+    epoch: i64,
+    iteration: i64,
+    lr: f64,
+    train_loss: f64,
+    train_err: f64,
+    test_loss: f64,
+    test_err: f64,
+    epoch_seconds: f64,
+    images_per_sec: f64,
+    #[serde(default)]
+    val_loss: Option<f64>,
+    #[serde(default)]
+    val_err: Option<f64>,
+    #[serde(default)]
+    grad_norm_input: Option<f64>,
+    #[serde(default)]
+    grad_norm_stage1: Option<f64>,
+    #[serde(default)]
+    grad_norm_stage2: Option<f64>,
+    #[serde(default)]
+    grad_norm_stage3: Option<f64>,
+}
+
+impl From<Raw> for EpochMetrics {
+    fn from(r: Raw) -> Self {
+        let norms = [r.grad_norm_input, r.grad_norm_stage1, r.grad_norm_stage2, r.grad_norm_stage3];
+        EpochMetrics {
+            epoch: r.epoch,
+            iteration: r.iteration,
+            lr: r.lr,
+            train_loss: r.train_loss,
+            train_err: r.train_err,
+            test_loss: r.test_loss,
+            test_err: r.test_err,
+            epoch_seconds: r.epoch_seconds,
+            images_per_sec: r.images_per_sec,
+            val: r.val_loss.zip(r.val_err),
+            grad_norms: norms.into_iter().collect(),
+        }
+    }
+}
+
+fn read_header(path: &Path) -> Result<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| Error::data(path, format!("cannot open: {e}")))?;
+    let header = reader.headers().map_err(|e| Error::data(path, format!("cannot read the header: {e}")))?;
+    Ok(header.iter().map(String::from).collect())
+}
+
+/// Every row of a `metrics.csv` (possibly none); an error names the file, the line and
+/// the column. "NaN" reads as a number, so a diverged run's file still loads.
+fn read_rows(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let header = read_header(path)?;
+    if let Some(missing) = COLUMNS.iter().find(|c| !header.iter().any(|h| h == *c)) {
+        return Err(Error::data(path, format!("missing column `{missing}` in header")));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| Error::data(path, format!("cannot open: {e}")))?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<Raw>().enumerate() {
+        let line = i + 2;
+        let row = row.map_err(|e| {
+            let what = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    let column = err.field().and_then(|f| header.get(f as usize)).map_or("?", |c| c.as_str());
+                    format!("column `{column}`: {}", err.kind())
+                }
+                other => format!("{other:?}").split_whitespace().collect::<Vec<_>>().join(" "),
+            };
+            Error::data(path, format!("line {line}: {what}"))
+        })?;
+        rows.push(row.into());
+    }
+    Ok(rows)
+}
+
+/// The rows of a `metrics.csv`, at least one.
+pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let rows = read_rows(path)?;
+    if rows.is_empty() {
+        return Err(Error::data(path, "no data rows"));
+    }
+    Ok(rows)
 }

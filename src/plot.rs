@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -51,49 +51,12 @@ pub struct Series {
     pub rows: Vec<Row>,
 }
 
-/// The columns of one `metrics.csv` row that the plot uses; errors in percent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub epoch: f64,
-    pub iteration: f64,
-    pub train_loss: f64,
-    pub train_err: f64,
-    pub test_loss: f64,
-    pub test_err: f64,
-    pub epoch_seconds: f64,
-}
+/// A row of `metrics.csv`.
+pub type Row = crate::metrics::EpochMetrics;
 
-const NEEDED: [&str; 7] = ["epoch", "iteration", "train_loss", "train_err", "test_loss", "test_err", "epoch_seconds"];
-
-/// Reads a `metrics.csv`; every error message is one line that names the file.
+/// Reads a `metrics.csv` (at least one row); every error message is one line that names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
-    let p = path.display();
-    let mut reader =
-        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| anyhow!("{p}: cannot open: {e}"))?;
-    let headers = reader.headers().map_err(|e| anyhow!("{p}: cannot read header: {e}"))?.clone();
-    let mut idx = [0usize; NEEDED.len()];
-    for (slot, name) in idx.iter_mut().zip(NEEDED) {
-        *slot =
-            headers.iter().position(|h| h == name).ok_or_else(|| anyhow!("{p}: missing column `{name}` in header"))?;
-    }
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2; // line 1 is the header
-        let record = record.map_err(|e| anyhow!("{p}: line {line}: {e}"))?;
-        let mut v = [0f64; NEEDED.len()];
-        for ((out, &col), name) in v.iter_mut().zip(&idx).zip(NEEDED) {
-            let field = record.get(col).unwrap_or("");
-            // "NaN" parses, so a diverged run still loads; non-finite points are not drawn.
-            *out =
-                field.parse().map_err(|_| anyhow!("{p}: line {line}: column `{name}`: `{field}` is not a number"))?;
-        }
-        let [epoch, iteration, train_loss, train_err, test_loss, test_err, epoch_seconds] = v;
-        rows.push(Row { epoch, iteration, train_loss, train_err, test_loss, test_err, epoch_seconds });
-    }
-    if rows.is_empty() {
-        bail!("{p}: no data rows");
-    }
-    Ok(rows)
+    Ok(crate::metrics::read(path)?)
 }
 
 /// Reads `dir/metrics.csv`; the series is named after the directory.
@@ -134,8 +97,8 @@ impl Drawing for Curves<'_> {
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[Series], opts: &PlotOptions) -> DrawResult<DB> {
     let x_of = |r: &Row| match opts.x {
-        XAxis::Iterations => r.iteration,
-        XAxis::Epochs => r.epoch,
+        XAxis::Iterations => r.iteration as f64,
+        XAxis::Epochs => r.epoch as f64,
     };
     // (training, test) values of the chosen metric.
     let y_of = |r: &Row| match opts.metric {
@@ -307,8 +270,9 @@ mod tests {
         let s = read_run(&write_run(tmp.path(), "plain-20", 5, 1.0, true)).unwrap();
         assert_eq!(s.name, "plain-20");
         assert_eq!(s.rows.len(), 5);
-        assert_eq!(s.rows[1].epoch, 2.0);
-        assert_eq!(s.rows[1].iteration, 782.0);
+        assert_eq!(s.rows[1].epoch, 2);
+        assert_eq!(s.rows[1].iteration, 782);
+        assert_eq!(s.rows[1].val, Some((0.5, 9.0)));
         let s = read_run(&write_run(tmp.path(), "resnet-20", 3, 1.0, false)).unwrap();
         assert_eq!(s.rows.len(), 3);
         assert!(s.rows[2].test_err > 6.0 && s.rows[2].test_err < 20.0);

@@ -19,7 +19,7 @@ pub struct ReportContext<'a> {
 }
 
 fn per_class(e: &Evaluation) -> Vec<f64> {
-    let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("10×10 confusion matrix");
+    let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix");
     m.iter()
         .enumerate()
         .map(|(i, row)| {
@@ -48,7 +48,7 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
     let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
     let short: Vec<String> = ctx.classes.iter().map(|c| c.chars().take(5).collect()).collect();
     let _ = writeln!(s, "{:<11}{}", "", short.iter().map(|c| format!("{c:>6}")).collect::<String>());
-    let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("10×10 confusion matrix");
+    let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix");
     for (name, row) in ctx.classes.iter().zip(m) {
         let _ = writeln!(s, "{name:<11}{}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
     }
@@ -71,6 +71,6 @@ pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
         "loss": e.loss,
         "classes": ctx.classes,
         "per_class_accuracy": per,
-        "confusion": Vec::<Vec<i64>>::try_from(&e.confusion).expect("10×10 confusion matrix"),
+        "confusion": Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix"),
     })
 }

@@ -57,7 +57,7 @@ pub fn summary(cfg: ResNetConfig) -> Result<String> {
         let pooled = x.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
         row("avgpool", "global average pooling", &pooled, 0);
         let logits = model.head(&x);
-        row("linear", "fully connected, 10-way", &logits, params_under(&vs, "linear"));
+        row("linear", &format!("fully connected, {}-way", cfg.num_classes), &logits, params_under(&vs, "linear"));
     });
     let _ = writeln!(out, "total parameters: {}", parameter_count(&vs));
     Ok(out)

@@ -82,7 +82,7 @@ struct Pace {
 
 impl Pace {
     fn learn(&mut self, grid: &Grid, cell: &Cell) {
-        if let Ok(rows) = crate::plot::read_metrics(&grid.cell_dir(cell).join("metrics.csv")) {
+        if let Ok(rows) = crate::metrics::read(&grid.cell_dir(cell).join("metrics.csv")) {
             let secs = rows.iter().map(|r| r.epoch_seconds).sum::<f64>() / rows.len() as f64;
             self.known.retain(|(n, _)| *n != cell.net());
             self.known.push((cell.net(), secs));
@@ -100,7 +100,7 @@ impl Pace {
 }
 
 fn epochs_done(grid: &Grid, cell: &Cell) -> usize {
-    crate::plot::read_metrics(&grid.cell_dir(cell).join("metrics.csv")).map_or(0, |r| r.len())
+    crate::metrics::read(&grid.cell_dir(cell).join("metrics.csv")).map_or(0, |r| r.len())
 }
 
 fn fmt_duration(secs: f64) -> String {
@@ -231,7 +231,7 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
         while i < running.len() {
             let r = &mut running[i];
             let status = r.child.try_wait().map_err(|e| Error::io(&grid.dir, e))?;
-            let rows = crate::plot::read_metrics(&grid.cell_dir(&r.cell).join("metrics.csv")).ok();
+            let rows = crate::metrics::read(&grid.cell_dir(&r.cell).join("metrics.csv")).ok();
             if let Some(last) = rows.as_ref().and_then(|v| v.last()) {
                 r.bar.set_position(rows.as_ref().map_or(0, |v| v.len()) as u64);
                 r.bar.set_message(format!("train {:.1}% test {:.1}%", last.train_err, last.test_err));

@@ -249,7 +249,7 @@ impl Grid {
                 dir.display()
             )));
         }
-        let epochs_done = match crate::plot::read_metrics(&dir.join("metrics.csv")) {
+        let epochs_done = match crate::metrics::read(&dir.join("metrics.csv")) {
             Ok(rows) => rows.len(),
             Err(_) => 0,
         };

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::figure::{line_chart_grid, Band, Line, Panel};
-use crate::plot::{read_metrics, Row};
+use crate::metrics::read as read_metrics;
+use crate::plot::Row;
 
 use super::plan::{Cell, CellState, Grid};
 
@@ -138,8 +139,7 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
         }
         let dir = grid.cell_dir(cell);
         let cfg = crate::train::config::config_from_run(&dir)?;
-        let rows =
-            read_metrics(&dir.join("metrics.csv")).map_err(|e| Error::data(dir.join("metrics.csv"), e.to_string()))?;
+        let rows = read_metrics(&dir.join("metrics.csv"))?;
         let meta = saved_meta(&dir)?;
         let last = rows.last().expect("read_metrics returns at least one row");
         cells.push(CellResult {
@@ -313,7 +313,7 @@ fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, V
     let mut band = Vec::with_capacity(n);
     for i in 0..n {
         let xs: Vec<f64> = runs.iter().map(|r| value(&r[i])).collect();
-        let x = runs[0][i].iteration;
+        let x = runs[0][i].iteration as f64;
         mean.push((x, mean_std(&xs).0));
         band.push((
             x,
@@ -445,13 +445,17 @@ mod tests {
         let rows = |k: f64| -> Vec<Row> {
             (1..=4)
                 .map(|e| Row {
-                    epoch: e as f64,
-                    iteration: 10.0 * e as f64,
+                    epoch: e,
+                    iteration: 10 * e,
+                    lr: 0.1,
                     train_loss: 1.0,
                     train_err: 50.0 / e as f64 + k,
                     test_loss: 1.0,
                     test_err: 60.0 / e as f64 + k,
                     epoch_seconds: 1.0,
+                    images_per_sec: 100.0,
+                    val: None,
+                    grad_norms: None,
                 })
                 .collect()
         };

@@ -129,7 +129,6 @@ impl TrainConfig {
     }
 }
 
-
 /// `config.json`: the whole training configuration of a run, and what it came to
 /// (parameters, iterations, milestones) with the versions that wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,9 +237,7 @@ impl RunFile {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Config(format!("{}: no run here (no config.json)", dir.display()))
-            }
+            std::io::ErrorKind::NotFound => Error::Config(format!("{}: no run here (no config.json)", dir.display())),
             _ => Error::io(&path, e),
         })?;
         Self::parse(&text).map_err(|m| Error::data(&path, m))
@@ -337,11 +334,14 @@ mod tests {
     fn bad_values_name_the_field() {
         let text = serde_json::to_string(&written()).unwrap();
         let cases = [
-            (text.replace(r#""schedule":"scaled""#, r#""schedule":"cosine""#), "field `schedule`: unknown schedule `cosine`"),
+            (
+                text.replace(r#""schedule":"scaled""#, r#""schedule":"cosine""#),
+                "field `schedule`: unknown schedule `cosine`",
+            ),
             (text.replace(r#""depth":20"#, r#""depth":"twenty""#), "field `depth`"),
             (text.replace(r#""arch":"resnet""#, r#""arch":"vgg""#), "field `arch`: unknown architecture `vgg`"),
             (text.replace(r#""lr":0.1,"#, ""), "missing field `lr`"),
-            ("[1, 2]".to_string(), "not a run configuration"),
+            ("\"a string\"".to_string(), "not a run configuration"),
         ];
         for (bad, want) in cases {
             let e = RunFile::parse(&bad).unwrap_err();

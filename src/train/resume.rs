@@ -63,7 +63,6 @@ pub fn progress_of(ckpt: &Checkpoint) -> Result<Progress> {
     serde_json::from_str(raw).map_err(|e| Error::checkpoint(&ckpt.path, format!("corrupt training state: {e}")))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
