@@ -12,13 +12,11 @@ use resnet_cifar::{checkpoint, normalize::Normalizer};
 use tch::nn::VarStore;
 use tch::Device;
 
-/// A valid data directory with small synthetic images.
+mod common;
+
+/// A valid data directory with synthetic images: links to the shared synthetic data set: a case that changes a file rewrites its own copy.
 fn make_data(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let synth = data::synthetic(10_000, 0, 2);
-    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
-    }
+    common::link_data(dir);
 }
 
 fn save_model(path: &Path, depth: i64) {
@@ -65,7 +63,7 @@ fn cases() -> Vec<Case> {
                 make_data(&d.join("data"));
                 let p = d.join("data/data_batch_2.bin");
                 let b = std::fs::read(&p).unwrap();
-                std::fs::write(&p, &b[..b.len() - 5]).unwrap();
+                common::rewrite(&p, &b[..b.len() - 5]);
             },
             expect: "data_batch_2.bin: 30729995 bytes",
         },
@@ -77,7 +75,7 @@ fn cases() -> Vec<Case> {
                 let p = d.join("data/test_batch.bin");
                 let mut b = std::fs::read(&p).unwrap();
                 b.extend_from_slice(&[0; RECORD_BYTES]);
-                std::fs::write(&p, b).unwrap();
+                common::rewrite(&p, &b);
             },
             expect: "too long",
         },
@@ -100,7 +98,7 @@ fn cases() -> Vec<Case> {
                 let p = d.join("data/data_batch_1.bin");
                 let mut b = std::fs::read(&p).unwrap();
                 b[42 * RECORD_BYTES] = 200;
-                std::fs::write(&p, b).unwrap();
+                common::rewrite(&p, &b);
             },
             expect: "record 42 has label 200",
         },
@@ -269,8 +267,10 @@ fn a_diverging_run_stops_with_the_iteration_and_lr_and_keeps_its_last_checkpoint
     assert_clean_failure("divergence", &out, "training diverged");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at iteration ") && stderr.contains("(lr 1"), "{stderr}");
-    // Checkpoints written before the divergence are whole.
-    if tmp.path().join("run/last.safetensors").exists() {
-        checkpoint::read(&tmp.path().join("run/last.safetensors")).unwrap();
-    }
+    // The checkpoint written before the divergence (iteration 1) is kept, whole and finite.
+    let last = tmp.path().join("run/last.safetensors");
+    assert!(last.exists(), "the last good checkpoint is kept");
+    let ckpt = checkpoint::read(&last).unwrap();
+    assert_eq!(ckpt.metadata.get("iteration").map(String::as_str), Some("1"), "{:?}", ckpt.metadata);
+    assert!(ckpt.tensors.values().all(|t| t.isfinite().all().int64_value(&[]) == 1));
 }

@@ -4,19 +4,17 @@
 use std::path::Path;
 use std::process::Command;
 
-use resnet_cifar::data;
 use resnet_cifar::model::{Compute, Layout, Precision};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resnet-cifar"))
 }
 
-/// A data directory in the official layout, filled with synthetic images.
+mod common;
+
+/// A data directory in the official layout: links to the shared synthetic images.
 fn synthetic_data_dir(dir: &Path) {
-    let synth = data::synthetic(10_000, 0, 5);
-    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
-    }
+    common::link_data(dir);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The binary loader's validation, the real data set (when `CIFAR10_DIR` is set) and the
 //! paper's augmentation.
 
+mod common;
+
 use std::path::Path;
 
 use resnet_cifar::augment::{crop_flip, random_crop_flip, PAD};
@@ -67,8 +69,7 @@ fn synthetic_files_round_trip_through_the_loader() {
 
 #[test]
 fn real_data_loads_all_60000_records() {
-    let Some(dir) = std::env::var_os("CIFAR10_DIR") else {
-        eprintln!("skipped: CIFAR10_DIR not set");
+    let Some(dir) = common::env_path("CIFAR10_DIR") else {
         return;
     };
     let data = Cifar10::load(Path::new(&dir)).unwrap();

@@ -1,6 +1,8 @@
 //! Checkpoint import rules, `eval` on the PyTorch reference checkpoints (when
 //! `RESNET_CIFAR_REFERENCE_WEIGHTS` and `CIFAR10_DIR` are set) and `predict` on image files.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -78,9 +80,8 @@ fn a_corrupt_or_truncated_checkpoint_is_a_one_line_error() {
 }
 
 fn reference(name: &str) -> Option<(PathBuf, PathBuf)> {
-    let (Some(w), Some(d)) = (std::env::var_os("RESNET_CIFAR_REFERENCE_WEIGHTS"), std::env::var_os("CIFAR10_DIR"))
+    let (Some(w), Some(d)) = (common::env_path("RESNET_CIFAR_REFERENCE_WEIGHTS"), common::env_path("CIFAR10_DIR"))
     else {
-        eprintln!("skipped: RESNET_CIFAR_REFERENCE_WEIGHTS and CIFAR10_DIR not both set");
         return None;
     };
     Some((PathBuf::from(w).join(name), PathBuf::from(d)))

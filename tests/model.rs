@@ -1,5 +1,7 @@
 //! Shapes, parameter counts and the option-A shortcut of the paper's CIFAR networks.
 
+mod common;
+
 use resnet_cifar::model::{parameter_count, Arch, BasicBlock, Compute, ResNet, ResNetConfig, Shortcut, ShortcutPath};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -130,8 +132,7 @@ fn initialisation_is_he_normal_with_unit_bn() {
 
 #[test]
 fn names_match_the_reference_checkpoint_when_present() {
-    let Some(dir) = std::env::var_os("RESNET_CIFAR_REFERENCE_WEIGHTS") else {
-        eprintln!("skipped: RESNET_CIFAR_REFERENCE_WEIGHTS not set");
+    let Some(dir) = common::env_path("RESNET_CIFAR_REFERENCE_WEIGHTS") else {
         return;
     };
     let path = std::path::Path::new(&dir).join("resnet20.safetensors");

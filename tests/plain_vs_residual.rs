@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use resnet_cifar::data;
 
 /// The example binary in `target/<profile>/examples/` (the tests live in
 /// `target/<profile>/deps/`). `cargo test` builds examples only when no target is named,
@@ -38,12 +37,11 @@ fn example_bin() -> PathBuf {
     .clone()
 }
 
-/// A data directory in the official layout, filled with synthetic images.
+mod common;
+
+/// A data directory in the official layout: links to the shared synthetic images.
 fn synthetic_data_dir(dir: &Path) {
-    let synth = data::synthetic(10_000, 0, 5);
-    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
-    }
+    common::link_data(dir);
 }
 
 /// The grid's flags for a tiny study: 2 epochs of 4 iterations by default.

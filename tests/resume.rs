@@ -1,6 +1,6 @@
 //! Interrupted runs resume exactly. A reference run trains uninterrupted; other runs are
 //! killed with SIGKILL at chosen points (after a step, inside a checkpoint write, twice in
-//! one run) or stopped with SIGINT/SIGTERM, then resumed with `--resume` until done. On
+//! one run) or stopped with SIGINT/SIGTERM/SIGUSR1 while held at an exact step, then resumed with `--resume` until done. On
 //! CPU with `--threads 1` and a fixed seed the final weights, momentum buffers and BN
 //! statistics must be bitwise equal to the reference, and `metrics.csv` must hold the same
 //! rows (timing columns aside), none duplicated or missing.
@@ -10,19 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use resnet_cifar::{checkpoint, data};
+use resnet_cifar::checkpoint;
+
+mod common;
 
 fn data_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let synth = data::synthetic(10_000, 0, 9);
-        for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-            data::write_batch_file(&dir.path().join(name), &synth.train).unwrap();
-        }
-        dir
-    })
-    .path()
+    common::shared_data_dir()
 }
 
 /// 3 epochs of 7 iterations, a mid-epoch checkpoint every 3 iterations.
@@ -133,29 +126,22 @@ fn killed_runs_resume_bitwise_equal() {
 }
 
 #[test]
-fn sigint_and_sigterm_checkpoint_and_exit_130_and_143() {
+fn sigint_sigterm_and_sigusr1_checkpoint_and_exit_130_143_and_138() {
     let tmp = tempfile::tempdir().unwrap();
-    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    for (sig, code, at) in [(libc::SIGINT, 130, 10), (libc::SIGTERM, 143, 5), (libc::SIGUSR1, 138, 7)] {
         let out = tmp.path().join(format!("sig{sig}"));
-        let mut child = spawn(&train_args(&out), None);
-        // Wait for the first epoch's row, then signal.
-        let csv = out.join("metrics.csv");
-        let t0 = std::time::Instant::now();
-        while std::fs::read_to_string(&csv).map(|s| s.lines().count()).unwrap_or(0) < 2 {
-            assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        // Held after step `at` (before the end of the run) until the signal arrives.
+        let mut child = spawn(&train_args(&out), Some(&format!("iteration:{at}")));
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        assert!(lines.any(|l| l == format!("FAULT-PAUSE iteration:{at}")), "the run never reached iteration {at}");
         unsafe {
             libc::kill(child.id() as i32, sig);
         }
         let status = child.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        if status.success() {
-            // The signal came after the last step: nothing to resume, nothing lost.
-            assert_same_as_reference(&out, "signal after the end");
-            continue;
-        }
+        let stderr: String = lines.collect::<Vec<_>>().join("\n");
+        let ckpt = checkpoint::read(&out.join("last.safetensors")).unwrap();
+        assert_eq!(ckpt.metadata["iteration"], at.to_string(), "the checkpoint is the held step's");
         assert_eq!(status.code(), Some(code), "{stderr}");
         assert!(stderr.contains("--resume"), "{stderr}");
         run_to_end(&resume_args(&out));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use resnet_cifar::data;
+mod common;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -99,7 +99,7 @@ fn read(path: &Path) -> String {
 #[test]
 fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     let is_root = unsafe { libc::geteuid() } == 0;
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = common::in_ci();
     if !is_root {
         assert!(!ci, "the Slurm test needs root under CI=true (it installs and starts Slurm)");
         eprintln!("skipped: the Slurm test needs root to install and start slurmctld, slurmd and munged");
@@ -115,11 +115,7 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
         Err(e) => panic!("{e}"),
     };
     let data_dir = tmp.path().join("data");
-    std::fs::create_dir(&data_dir).unwrap();
-    let synth = data::synthetic(10_000, 0, 5);
-    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-        data::write_batch_file(&data_dir.join(name), &synth.train).unwrap();
-    }
+    common::link_data(&data_dir);
     let bin = example_bin();
     let grid_args = |out: &Path, archs: &str| -> Vec<String> {
         let mut v: Vec<String> = ["--depths", "8", "--archs", archs, "--seeds", "0", "--epochs", "3"]

@@ -171,7 +171,7 @@ fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Check
         batch_size: cfg.batch_size,
         log_grad_norms: cfg.log_grad_norms,
     };
-    let saver = Saver { cfg, vs: &vs, normalizer: &normalizer };
+    let saver = Saver { cfg, vs: &vs, normalizer: &normalizer, schedule: &schedule };
     while progress.epoch < epochs && progress.iteration < schedule.total_iterations {
         let epoch = progress.epoch + 1;
         let bar = progress::epoch_bar(n as u64, epoch, epochs, cfg.quiet);
@@ -234,6 +234,7 @@ struct Saver<'a> {
     cfg: &'a TrainConfig,
     vs: &'a VarStore,
     normalizer: &'a Normalizer,
+    schedule: &'a LrSchedule,
 }
 
 impl Saver<'_> {
@@ -245,9 +246,10 @@ impl Saver<'_> {
     fn save(&self, opt: &Sgd, progress: &Progress, name: &str) -> Result<()> {
         if !all_finite(self.vs) {
             return Err(Error::Diverged(format!(
-                "the model became non-finite by iteration {}: training diverged; {name} was not overwritten and \
-                 the last checkpoint is intact; lower --lr or add --warmup-iters",
-                progress.iteration
+                "the model became non-finite at iteration {} (lr {}): training diverged; {name} was not \
+                 overwritten and the last checkpoint is intact; lower --lr or add --warmup-iters",
+                progress.iteration,
+                self.schedule.lr_at((progress.iteration - 1).max(0))
             )));
         }
         let optimizer = if name == "best.safetensors" { Vec::new() } else { opt.state_tensors() };
