@@ -19,7 +19,8 @@ train:
 test:
 	source scripts/env.sh && resnet_cifar_setup && \
 	if [ -z "$${CIFAR10_DIR:-}" ] && [ -d data/cifar-10-batches-bin ]; then export CIFAR10_DIR=$$PWD/data/cifar-10-batches-bin; fi && \
-	cargo build --release --examples && cargo test --release --lib --bins --tests
+	cargo build --release --examples --features fault-injection && \
+	cargo test --release --features fault-injection --lib --bins --tests
 
 bench:
 	bench/speed.sh $(ARGS)

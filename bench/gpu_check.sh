@@ -20,7 +20,7 @@ fail() { echo "gpu_check: $*" >&2; printf '{"ok": false, "error": "%s"}\n' "$*" 
 "$RESNET_CIFAR_PYTHON" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null ||
     fail "torch sees no CUDA device (see the warning above)"
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
-cargo build --release --examples || fail "build failed"
+cargo build --release --examples --features fault-injection || fail "build failed"
 BIN=target/release/resnet-cifar
 PVR=target/release/examples/plain_vs_residual
 

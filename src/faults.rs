@@ -1,4 +1,5 @@
-//! Test-only fault injection. With `RESNET_CIFAR_TEST_PAUSE=KIND:N[@VAR=VALUE]` the process stops at
+//! Test-only fault injection, compiled only with the cargo feature `fault-injection`
+//! (`make test` turns it on); without it every point is an empty function. With `RESNET_CIFAR_TEST_PAUSE=KIND:N[@VAR=VALUE]` the process stops at
 //! that point, prints `FAULT-PAUSE KIND:N` on stderr and waits to be killed: `iteration:N`
 //! after the N-th SGD step, `checkpoint:N` inside the N-th checkpoint write (temporary
 //! file written and synced, not yet renamed). Without the variable these are no-ops.
@@ -6,9 +7,12 @@
 //! there until SIGINT/SIGTERM/SIGUSR1 arrives and then stops as it would have after that
 //! step, so a test can interrupt a run at an exact iteration.
 
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicI64, Ordering};
+#[cfg(feature = "fault-injection")]
 use std::sync::OnceLock;
 
+#[cfg(feature = "fault-injection")]
 fn target() -> Option<&'static (String, i64)> {
     static TARGET: OnceLock<Option<(String, i64)>> = OnceLock::new();
     TARGET
@@ -32,6 +36,11 @@ fn target() -> Option<&'static (String, i64)> {
 }
 
 /// Pauses forever if `kind:n` is the configured fault point.
+#[cfg(not(feature = "fault-injection"))]
+pub fn pause_point(_kind: &str, _n: i64) {}
+
+/// Pauses forever if `kind:n` is the configured fault point.
+#[cfg(feature = "fault-injection")]
 pub fn pause_point(kind: &str, n: i64) {
     if let Some((k, m)) = target() {
         if k == kind && *m == n {
@@ -44,6 +53,11 @@ pub fn pause_point(kind: &str, n: i64) {
 }
 
 /// [`pause_point`], except that a raised `stop` flag ends the wait.
+#[cfg(not(feature = "fault-injection"))]
+pub fn hold_point(_kind: &str, _n: i64, _stop: Option<&crate::signals::StopFlag>) {}
+
+/// [`pause_point`], except that a raised `stop` flag ends the wait.
+#[cfg(feature = "fault-injection")]
 pub fn hold_point(kind: &str, n: i64, stop: Option<&crate::signals::StopFlag>) {
     let Some(stop) = stop else { return pause_point(kind, n) };
     if let Some((k, m)) = target() {
@@ -57,6 +71,11 @@ pub fn hold_point(kind: &str, n: i64, stop: Option<&crate::signals::StopFlag>) {
 }
 
 /// Counts checkpoint writes and pauses inside the configured one.
+#[cfg(not(feature = "fault-injection"))]
+pub fn checkpoint_write() {}
+
+/// Counts checkpoint writes and pauses inside the configured one.
+#[cfg(feature = "fault-injection")]
 pub fn checkpoint_write() {
     static COUNT: AtomicI64 = AtomicI64::new(0);
     if target().is_some() {

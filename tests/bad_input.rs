@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use resnet_cifar::data::{self, RECORD_BYTES};
+use resnet_cifar::data::RECORD_BYTES;
 use resnet_cifar::model::{ResNet, ResNetConfig};
 use resnet_cifar::{checkpoint, normalize::Normalizer};
 use tch::nn::VarStore;

@@ -84,7 +84,7 @@ fn reference(name: &str) -> Option<(PathBuf, PathBuf)> {
     else {
         return None;
     };
-    Some((PathBuf::from(w).join(name), PathBuf::from(d)))
+    Some((w.join(name), d))
 }
 
 #[test]

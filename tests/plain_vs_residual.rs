@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-
 /// The example binary in `target/<profile>/examples/` (the tests live in
 /// `target/<profile>/deps/`). `cargo test` builds examples only when no target is named,
 /// so it is brought up to date here with the cargo that built this test, once.
@@ -23,7 +22,7 @@ fn example_bin() -> PathBuf {
             Some(p) => p,
         };
         let built = Command::new(env!("CARGO"))
-            .args(["build", "--example", "plain_vs_residual", "--profile", profile])
+            .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status();
         assert!(
@@ -165,6 +164,7 @@ fn grid_trains_tabulates_skips_and_refuses_another_plan() {
 
 #[test]
 fn interrupted_cell_continues_from_its_checkpoint_exactly() {
+    common::require_fault_injection();
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path());
     let (held, reference) = (tmp.path().join("held"), tmp.path().join("reference"));

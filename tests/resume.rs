@@ -95,6 +95,7 @@ fn assert_same_as_reference(out: &Path, what: &str) {
 
 #[test]
 fn killed_runs_resume_bitwise_equal() {
+    common::require_fault_injection();
     let tmp = tempfile::tempdir().unwrap();
     // Each scenario: the kill points of the first run and then of successive resumes.
     // 448 training images (64 held out) at batch 64: 7 iterations an epoch, 21 in all.
@@ -127,6 +128,7 @@ fn killed_runs_resume_bitwise_equal() {
 
 #[test]
 fn sigint_sigterm_and_sigusr1_checkpoint_and_exit_130_143_and_138() {
+    common::require_fault_injection();
     let tmp = tempfile::tempdir().unwrap();
     for (sig, code, at) in [(libc::SIGINT, 130, 10), (libc::SIGTERM, 143, 5), (libc::SIGUSR1, 138, 7)] {
         let out = tmp.path().join(format!("sig{sig}"));

@@ -22,7 +22,7 @@ fn example_bin() -> PathBuf {
     };
     let bin = profile_dir.join("examples").join("plain_vs_residual");
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--example", "plain_vs_residual", "--profile", profile])
+        .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
         .current_dir(ROOT)
         .status();
     assert!(built.is_ok_and(|s| s.success()) && bin.is_file(), "cannot build {}", bin.display());
@@ -98,6 +98,7 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
+    common::require_fault_injection();
     let is_root = unsafe { libc::geteuid() } == 0;
     let ci = common::in_ci();
     if !is_root {

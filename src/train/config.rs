@@ -237,7 +237,9 @@ impl RunFile {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Config(format!("{}: no run to resume here (no config.json)", dir.display())),
+            std::io::ErrorKind::NotFound => {
+                Error::Config(format!("{}: no run to resume here (no config.json)", dir.display()))
+            }
             _ => Error::io(&path, e),
         })?;
         Self::parse(&text).map_err(|m| Error::data(&path, m))

@@ -64,3 +64,9 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// Fails (never skips) a test that needs the fault points when they are compiled out.
+pub fn require_fault_injection() {
+    #[cfg(not(feature = "fault-injection"))]
+    panic!("this test needs the fault points: run it with `--features fault-injection` (`make test` does)");
+}
