@@ -93,6 +93,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
             log_y: true,
             lines: lines(|r| r.ratio_to_last),
             bands: Vec::new(),
+            y_max: None,
         },
         Panel {
             title: Some("std of the activation x_l".into()),
@@ -101,6 +102,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
             log_y: true,
             lines: lines(|r| r.activation_std),
             bands: Vec::new(),
+            y_max: None,
         },
     ];
     line_chart(plot_path, Some(title), &panels, 1000, 900)
@@ -177,6 +179,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
                 .map(|(i, r)| line(i, r, r.layers.iter().map(|(_, v)| *v).collect()))
                 .collect(),
             bands: Vec::new(),
+            y_max: None,
         },
         Panel {
             title: Some("layer index (sorted by magnitude)".into()),
@@ -185,6 +188,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
             log_y: false,
             lines: all.iter().enumerate().map(|(i, r)| line(i, r, sorted(r))).collect(),
             bands: Vec::new(),
+            y_max: None,
         },
     ];
     line_chart(

@@ -4,7 +4,7 @@
 //! per-layer data such as gradient norms through depth or the layer responses of Fig. 7 of
 //! He et al. (2015).
 //!
-//! PNG is rendered into memory and encoded with the `png` crate; SVG is written by plotters.
+//! PNG is rendered into memory and encoded with the `image` crate; SVG is written by plotters.
 
 use std::ops::Range;
 use std::path::Path;
@@ -48,6 +48,8 @@ pub struct Panel {
     pub lines: Vec<Line>,
     /// Drawn under the lines; a linear axis only.
     pub bands: Vec<Band>,
+    /// A fixed linear y axis from 0 (Fig. 6's 0–20 %): lines are cut where they leave it.
+    pub y_max: Option<f64>,
 }
 
 /// Tableau-like colours, distinct on white; indices beyond ten reuse them.
@@ -134,14 +136,8 @@ pub(crate) fn render(out: &Path, format: Format, size: (u32, u32), what: &impl D
     }
 }
 
-fn write_png(out: &Path, (w, h): (u32, u32), rgb: &[u8]) -> std::result::Result<(), png::EncodingError> {
-    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut encoder = png::Encoder::new(file, w, h);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(rgb)?;
-    writer.finish()
+fn write_png(out: &Path, (w, h): (u32, u32), rgb: &[u8]) -> image::ImageResult<()> {
+    image::save_buffer_with_format(out, rgb, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
 }
 
 /// Lines with at most this many points get a dot at each point.
@@ -175,7 +171,20 @@ pub fn line_chart_grid(
     check_size((width, height), (300 * columns as u32, min_h)).map_err(|e| anyhow!("{p}: {e}"))?;
     let mut prepared = Vec::with_capacity(panels.len());
     for (i, panel) in panels.iter().enumerate() {
-        let pieces: Vec<_> = panel.lines.iter().map(|l| pieces(&l.points, panel.log_y)).collect();
+        if let Some(y) = panel.y_max.filter(|y| !(y.is_finite() && *y > 0.0)) {
+            bail!("{p}: the top of the y axis must be a positive number, not {y}");
+        }
+        let pieces: Vec<_> = panel
+            .lines
+            .iter()
+            .map(|l| {
+                let runs = pieces(&l.points, panel.log_y);
+                match panel.y_max {
+                    Some(top) => runs.iter().flat_map(|r| clip(r, top)).collect(),
+                    None => runs,
+                }
+            })
+            .collect();
         let band_points = panel.bands.iter().flat_map(|b| &b.points).flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
         let band_points: Vec<(f64, f64)> = band_points.filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         let mut all = pieces.iter().flatten().flatten().chain(&band_points);
@@ -183,7 +192,12 @@ pub fn line_chart_grid(
             let name = panel.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
             bail!("{p}: panel {}{name} has no data to draw", i + 1);
         };
-        let bounds = all.fold((x0, x0, y0, y0), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
+        let (a, b, c, d) = all.fold((x0, x0, y0, y0), |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)));
+        // A fixed axis spans 0..y_max (the 1.05 margin of the automatic one is undone here).
+        let bounds = match panel.y_max {
+            Some(top) => (a, b, 0.0, top / 1.05),
+            None => (a, b, c, d),
+        };
         prepared.push(Prepared { panel, pieces, bounds });
     }
     let panel_width = width / columns as u32;
@@ -206,6 +220,44 @@ fn pieces(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
         }
     }
     out
+}
+
+/// Cuts a polyline to the band 0 ≤ y ≤ ymax, interpolating where it leaves and re-enters
+/// (plotters would otherwise pin points above the axis to its top edge).
+fn clip(points: &[(f64, f64)], ymax: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut open = false; // whether the last piece ends at the current point
+    if let [only] = points {
+        if (0.0..=ymax).contains(&only.1) {
+            pieces.push(vec![*only]);
+        }
+    }
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        let (mut t0, mut t1) = (0f64, 1f64);
+        let dy = y1 - y0;
+        if dy == 0.0 {
+            if !(0.0..=ymax).contains(&y0) {
+                open = false;
+                continue;
+            }
+        } else {
+            let (ta, tb) = ((0.0 - y0) / dy, (ymax - y0) / dy);
+            t0 = t0.max(ta.min(tb));
+            t1 = t1.min(ta.max(tb));
+        }
+        if t0 > t1 {
+            open = false;
+            continue;
+        }
+        let at = |t: f64| (x0 + (x1 - x0) * t, y0 + dy * t);
+        if !(open && t0 == 0.0) {
+            pieces.push(vec![at(t0)]);
+        }
+        pieces.last_mut().unwrap().push(at(t1));
+        open = t1 == 1.0;
+    }
+    pieces
 }
 
 /// `lo..hi`, widened when empty.
@@ -395,6 +447,7 @@ mod tests {
                     line("", 2, false, |i| if i == 3.0 { 0.0 } else { 1e-3 * (i + 1.0) }, 20),
                 ],
                 bands: Vec::new(),
+                y_max: None,
             },
             Panel {
                 x_desc: "layer index (sorted)".into(),
@@ -410,12 +463,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("grads.png");
         line_chart(&out, Some("CIFAR-10"), &panels(), 800, 900).unwrap();
-        let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
-        let mut reader = png::Decoder::new(file).read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!((info.width, info.height), (800, 900));
-        let px: Vec<[u8; 3]> = buf[..info.buffer_size()].chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (800, 900));
+        let px: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
         let non_white = px.iter().filter(|p| **p != [255, 255, 255]).count();
         assert!(non_white > 5000, "{non_white} non-white pixels");
         for i in 0..4 {
@@ -461,6 +511,17 @@ mod tests {
         }
         let msg = line_chart(&tmp.path().join("s.png"), None, &panels(), 200, 600).unwrap_err().to_string();
         assert!(msg.contains("s.png") && msg.contains("too small"), "{msg}");
+    }
+
+    #[test]
+    fn clip_breaks_lines_at_the_top() {
+        let pts = [(0.0, 30.0), (1.0, 10.0), (2.0, 10.0), (3.0, 30.0), (4.0, 40.0), (5.0, 0.0)];
+        let pieces = clip(&pts, 20.0);
+        assert_eq!(
+            pieces,
+            vec![vec![(0.5, 20.0), (1.0, 10.0), (2.0, 10.0), (2.5, 20.0)], vec![(4.5, 20.0), (5.0, 0.0)],]
+        );
+        assert!(clip(&[(0.0, 50.0), (1.0, 60.0)], 20.0).is_empty());
     }
 
     #[test]

@@ -8,10 +8,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use plotters::coord::Shift;
-use plotters::prelude::*;
 
-use crate::figure::{check_size, colour, output_format, render, DrawResult, Drawing};
+use crate::figure::{check_size, line_chart, output_format, Line, Panel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum XAxis {
@@ -59,21 +57,24 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
     Ok(crate::metrics::read(path)?)
 }
 
-/// Reads `dir/metrics.csv`; the series is named after the directory.
+/// Reads `dir/metrics.csv`; the series is named after the directory (`resnet-56/seed-1`
+/// for a cell of a study grid).
 pub fn read_run(dir: &Path) -> Result<Series> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_os_string())
-        .or_else(|| dir.canonicalize().ok()?.file_name().map(|n| n.to_os_string()))
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
+    let full = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let base = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = match (base(&full), full.parent().and_then(base)) {
+        (Some(seed), Some(net)) if seed.starts_with("seed-") => format!("{net}/{seed}"),
+        (Some(n), _) => n,
+        (None, _) => dir.display().to_string(),
+    };
     let rows = read_metrics(&dir.join("metrics.csv"))?;
     Ok(Series { name, rows })
 }
 
-/// Draws every series into `out` (`.png` or `.svg`).
+/// Draws every series into `out` (`.png` or `.svg`): one colour per run, a thin dashed
+/// line for its training curve and a bold line for its test curve, as Fig. 6.
 pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
-    let format = output_format(out)?;
+    output_format(out)?;
     if series.is_empty() {
         bail!("no runs to plot");
     }
@@ -81,21 +82,6 @@ pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
     if let Some(y) = opts.ymax.filter(|y| !(y.is_finite() && *y > 0.0)) {
         bail!("ymax must be a positive number, not {y}");
     }
-    render(out, format, (opts.width, opts.height), &Curves { series, opts })
-}
-
-struct Curves<'a> {
-    series: &'a [Series],
-    opts: &'a PlotOptions,
-}
-
-impl Drawing for Curves<'_> {
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        draw(root, self.series, self.opts)
-    }
-}
-
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[Series], opts: &PlotOptions) -> DrawResult<DB> {
     let x_of = |r: &Row| match opts.x {
         XAxis::Iterations => r.iteration as f64,
         XAxis::Epochs => r.epoch as f64,
@@ -105,23 +91,10 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[Series], op
         Metric::Error => (r.train_err, r.test_err),
         Metric::Loss => (r.train_loss, r.test_loss),
     };
-    let rows = || series.iter().flat_map(|s| &s.rows);
-    let finite_max = |it: &mut dyn Iterator<Item = f64>| it.filter(|v| v.is_finite()).fold(0f64, f64::max);
-    let xmax = finite_max(&mut rows().map(x_of));
-    let xmax = if xmax > 0.0 { xmax } else { 1.0 };
-    let ymax = opts.ymax.unwrap_or_else(|| match opts.metric {
-        Metric::Error => 20.0,
-        Metric::Loss => {
-            let m = finite_max(&mut rows().flat_map(|r| {
-                let (a, b) = y_of(r);
-                [a, b]
-            }));
-            if m > 0.0 {
-                m * 1.05
-            } else {
-                1.0
-            }
-        }
+    // Error on Fig. 6's 0–20 % unless asked otherwise; loss on an axis fitted to the data.
+    let y_max = opts.ymax.or(match opts.metric {
+        Metric::Error => Some(20.0),
+        Metric::Loss => None,
     });
     let (x_desc, y_desc) = match (opts.x, opts.metric) {
         (XAxis::Iterations, Metric::Error) => ("iterations", "error (%)"),
@@ -129,100 +102,21 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, series: &[Series], op
         (XAxis::Epochs, Metric::Error) => ("epochs", "error (%)"),
         (XAxis::Epochs, Metric::Loss) => ("epochs", "loss"),
     };
-
-    root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(root);
-    builder.margin(15).x_label_area_size(45).y_label_area_size(60);
-    if let Some(t) = &opts.title {
-        builder.caption(t, ("sans-serif", 22));
-    }
-    let mut chart = builder.build_cartesian_2d(0f64..xmax, 0f64..ymax)?;
-    let fmt = |v: &f64| {
-        if v.fract() == 0.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v}")
-        }
-    };
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .x_labels((opts.width / 110).max(3) as usize)
-        .x_label_formatter(&fmt)
-        .y_label_formatter(&fmt)
-        .label_style(("sans-serif", 14))
-        .axis_desc_style(("sans-serif", 16))
-        .draw()?;
-
-    for (i, s) in series.iter().enumerate() {
-        let colour = colour(i);
-        let points = |pick: fn((f64, f64)) -> f64| -> Vec<(f64, f64)> {
-            s.rows.iter().map(|r| (x_of(r), pick(y_of(r)))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect()
+    let mut lines = Vec::new();
+    for (colour, s) in series.iter().enumerate() {
+        let points = |test: bool| -> Vec<(f64, f64)> {
+            s.rows.iter().map(|r| (x_of(r), if test { y_of(r).1 } else { y_of(r).0 })).collect()
         };
-        for piece in clip(&points(|(a, _)| a), ymax) {
-            chart.draw_series(DashedLineSeries::new(piece, 6, 4, colour.stroke_width(1)))?;
-        }
-        for piece in clip(&points(|(_, b)| b), ymax) {
-            chart.draw_series(LineSeries::new(piece, colour.stroke_width(3)))?;
-        }
-        // The legend entry hangs on an empty series so that it is there even if all is clipped.
-        chart
-            .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
-            .label(s.name.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], colour.stroke_width(3)));
+        lines.push(Line { name: String::new(), points: points(false), dashed: true, bold: false, colour });
+        lines.push(Line { name: s.name.clone(), points: points(true), dashed: false, bold: true, colour });
     }
-    let grey = RGBColor(90, 90, 90);
-    chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?.label("train (dashed)").legend(move |(x, y)| {
-        let dash = |a, b| PathElement::new([(a, 0), (b, 0)], grey.stroke_width(1));
-        EmptyElement::at((x, y)) + dash(0, 6) + dash(9, 15) + dash(18, 24)
-    });
-    chart
-        .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
-        .label("test (bold)")
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], grey.stroke_width(3)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
-}
-
-/// Cuts a polyline to the band 0 ≤ y ≤ ymax, interpolating where it leaves and re-enters
-/// (plotters would otherwise pin points above the axis to its top edge).
-fn clip(points: &[(f64, f64)], ymax: f64) -> Vec<Vec<(f64, f64)>> {
-    let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut open = false; // whether the last piece ends at the current point
-    for w in points.windows(2) {
-        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-        let (mut t0, mut t1) = (0f64, 1f64);
-        let dy = y1 - y0;
-        if dy == 0.0 {
-            if !(0.0..=ymax).contains(&y0) {
-                open = false;
-                continue;
-            }
-        } else {
-            let (ta, tb) = ((0.0 - y0) / dy, (ymax - y0) / dy);
-            t0 = t0.max(ta.min(tb));
-            t1 = t1.min(ta.max(tb));
-        }
-        if t0 > t1 {
-            open = false;
-            continue;
-        }
-        let at = |t: f64| (x0 + (x1 - x0) * t, y0 + dy * t);
-        if !(open && t0 == 0.0) {
-            pieces.push(vec![at(t0)]);
-        }
-        pieces.last_mut().unwrap().push(at(t1));
-        open = t1 == 1.0;
+    // Legend entries for the two line styles, in grey.
+    let grey = crate::figure::PALETTE.len() - 3;
+    for (name, dashed) in [("train (dashed)", true), ("test (bold)", false)] {
+        lines.push(Line { name: name.into(), points: Vec::new(), dashed, bold: !dashed, colour: grey });
     }
-    pieces
+    let panel = Panel { x_desc: x_desc.into(), y_desc: y_desc.into(), lines, y_max, ..Default::default() };
+    line_chart(out, opts.title.as_deref(), &[panel], opts.width, opts.height)
 }
 
 #[cfg(test)]
@@ -255,13 +149,10 @@ mod tests {
     }
 
     fn decode(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
-        let file = std::io::BufReader::new(fs::File::open(path).unwrap());
-        let mut reader = png::Decoder::new(file).read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!(info.color_type, png::ColorType::Rgb);
-        let px = buf[..info.buffer_size()].chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
-        (info.width, info.height, px)
+        let img = image::open(path).unwrap();
+        assert_eq!(img.color(), image::ColorType::Rgb8);
+        let img = img.to_rgb8();
+        (img.width(), img.height(), img.pixels().map(|p| p.0).collect())
     }
 
     #[test]
@@ -352,17 +243,6 @@ mod tests {
         for text in ["ResNet-32 (ours)", "iterations", "error (%)", "train (dashed)"] {
             assert!(svg.contains(text), "missing {text}");
         }
-    }
-
-    #[test]
-    fn clip_breaks_lines_at_the_top() {
-        let pts = [(0.0, 30.0), (1.0, 10.0), (2.0, 10.0), (3.0, 30.0), (4.0, 40.0), (5.0, 0.0)];
-        let pieces = clip(&pts, 20.0);
-        assert_eq!(
-            pieces,
-            vec![vec![(0.5, 20.0), (1.0, 10.0), (2.0, 10.0), (2.5, 20.0)], vec![(4.5, 20.0), (5.0, 0.0)],]
-        );
-        assert!(clip(&[(0.0, 50.0), (1.0, 60.0)], 20.0).is_empty());
     }
 
     #[test]
