@@ -14,16 +14,23 @@ use crate::inference::{load_model, normalizer_for, ModelOverrides};
 use crate::model::{ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
 
-/// `k` batches of `batch_size` training images in a seeded random order, normalised, not
-/// augmented, on `device`.
+/// Which fixed batches: `count` batches of `size` images in the order drawn from `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedBatches {
+    pub count: i64,
+    pub size: i64,
+    pub seed: i64,
+}
+
+/// The batches `spec` names from the training images, in a seeded random order,
+/// normalised, not augmented, on `device`.
 pub fn fixed_batches(
     train: &Split,
     normalizer: &Normalizer,
-    k: i64,
-    batch_size: i64,
-    seed: i64,
+    spec: FixedBatches,
     device: Device,
 ) -> Vec<(Tensor, Tensor)> {
+    let FixedBatches { count: k, size: batch_size, seed } = spec;
     tch::manual_seed(seed);
     let perm = Tensor::randperm(train.len(), (Kind::Int64, Device::Cpu));
     (0..k)

@@ -186,7 +186,7 @@ fn bench_train(cfg: &BenchConfig, data: &Cifar10) -> Result<(i64, f64, Option<Ph
                     Phase::Optimizer => &mut phases.optimizer,
                 } += seconds;
             };
-            train_step_phased(&ctx, &mut opt, &images, &labels, lr, &mut done)
+            train_step_phased(&ctx, &mut opt, (&images, &labels), lr, &mut done)
         } else {
             train_step(&ctx, &mut opt, &images, &labels, lr)
         };

@@ -264,18 +264,19 @@ pub fn model_tensors(vs: &VarStore, normalizer: &Normalizer) -> Vec<(String, Ten
     tensors
 }
 
-/// Saves model, normalisation and `extra` tensors (e.g. optimizer state) with metadata.
-pub fn save(
-    path: &Path,
-    vs: &VarStore,
-    cfg: &ResNetConfig,
-    normalizer: &Normalizer,
-    extra: Vec<(String, Tensor)>,
-    extra_meta: HashMap<String, String>,
-) -> Result<()> {
+/// What a checkpoint carries beyond the model: tensors (e.g. the optimizer's state) and
+/// metadata (e.g. the training state).
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub tensors: Vec<(String, Tensor)>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Saves model, normalisation and `extra` to `path`.
+pub fn save(path: &Path, vs: &VarStore, cfg: &ResNetConfig, normalizer: &Normalizer, extra: Extra) -> Result<()> {
     let mut tensors = model_tensors(vs, normalizer);
-    tensors.extend(extra);
+    tensors.extend(extra.tensors);
     let mut meta = metadata(cfg, normalizer);
-    meta.extend(extra_meta);
+    meta.extend(extra.metadata);
     write(path, &tensors, meta)
 }

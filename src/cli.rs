@@ -441,14 +441,19 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+impl GradFlowArgs {
+    fn fixed_batches(&self) -> analysis::FixedBatches {
+        analysis::FixedBatches { count: self.batches, size: self.batch_size, seed: self.seed }
+    }
+}
+
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     anyhow::ensure!(args.batches >= 1, "--batches {} must be at least 1", args.batches);
     anyhow::ensure!(args.batch_size >= 1, "--batch-size {} must be at least 1", args.batch_size);
     let device = parse_device(&args.device)?;
     let data = crate::data::Cifar10::load(&args.data_dir)?;
     let mut flows = Vec::new();
-    let batches_for =
-        |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.batches, args.batch_size, args.seed, device);
+    let batches_for = |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.fixed_batches(), device);
     if let Some(w) = &args.weights {
         let loaded = load_model(w, &ModelOverrides::default(), device)?;
         let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &args.data_dir)?.to_device(device);

@@ -148,7 +148,7 @@ const MAX_MARKED: usize = 60;
 /// Points with a non-finite coordinate (or y ≤ 0 on a log axis) are skipped and break the line.
 /// Each panel needs at least one point to draw; every error is one line naming `out`.
 pub fn line_chart(out: &Path, title: Option<&str>, panels: &[Panel], width: u32, height: u32) -> Result<()> {
-    line_chart_grid(out, title, panels, 1, width, height)
+    line_chart_grid(out, title, panels, 1, (width, height))
 }
 
 /// [`line_chart`] with the panels in `columns` columns, filled row by row.
@@ -157,8 +157,7 @@ pub fn line_chart_grid(
     title: Option<&str>,
     panels: &[Panel],
     columns: usize,
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
 ) -> Result<()> {
     let format = output_format(out)?;
     let p = out.display();
@@ -323,7 +322,7 @@ impl Drawing for Chart<'_> {
                 let (l, h) = (y0.log10(), y1.log10());
                 let m = ((h - l) * 0.05).max(0.05);
                 let y = 10f64.powf(l - m)..10f64.powf(h + m);
-                draw_panel(area, panel, pieces, x, y.log_scale(), 0.0, self.width)?;
+                draw_panel(area, (panel, pieces), Axes { x, y: y.log_scale(), y_zero: 0.0 }, self.width)?;
             } else {
                 let y = if *y0 < 0.0 {
                     let m = (y1 - y0) * 0.05;
@@ -332,20 +331,24 @@ impl Drawing for Chart<'_> {
                     span(0.0, y1 * 1.05)
                 };
                 let zero = (y.end - y.start) * 1e-9;
-                draw_panel(area, panel, pieces, x, y, zero, self.width)?;
+                draw_panel(area, (panel, pieces), Axes { x, y, y_zero: zero }, self.width)?;
             }
         }
         Ok(())
     }
 }
 
-fn draw_panel<DB: DrawingBackend, Y>(
-    area: &DrawingArea<DB, Shift>,
-    panel: &Panel,
-    pieces: &Pieces,
+/// The ranges of a panel's axes; values closer to 0 than `y_zero` label as 0.
+struct Axes<Y> {
     x: Range<f64>,
     y: Y,
     y_zero: f64,
+}
+
+fn draw_panel<DB: DrawingBackend, Y>(
+    area: &DrawingArea<DB, Shift>,
+    (panel, pieces): (&Panel, &Pieces),
+    Axes { x, y, y_zero }: Axes<Y>,
     width: u32,
 ) -> DrawResult<DB>
 where

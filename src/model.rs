@@ -169,7 +169,7 @@ const HE_NORMAL: nn::Init = nn::Init::Kaiming {
 };
 
 /// A convolution; it has a bias only when no BN follows it (PyTorch's default bias init).
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+fn conv(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, stride: i64, bias: bool) -> nn::Conv2D {
     let cfg = nn::ConvConfig { stride, padding: k / 2, bias, ws_init: HE_NORMAL, ..Default::default() };
     nn::conv2d(p, c_in, c_out, k, cfg)
 }
@@ -255,7 +255,7 @@ impl BasicBlock {
             (Arch::Resnet, Shortcut::B, true) => {
                 let s = &p / "shortcut";
                 ShortcutPath::Projection {
-                    conv: conv(&s / "0", c_in, c_out, 1, stride, !cfg.batch_norm),
+                    conv: conv(&s / "0", (c_in, c_out), 1, stride, !cfg.batch_norm),
                     bn: batch_norm(&s / "1", c_out, cfg, 1.0),
                     stride,
                 }
@@ -263,9 +263,9 @@ impl BasicBlock {
         };
         let silence = cfg.zero_init_residual && !matches!(shortcut, ShortcutPath::None);
         let block = BasicBlock {
-            conv1: conv(&p / "conv1", c_in, c_out, 3, stride, !cfg.batch_norm),
+            conv1: conv(&p / "conv1", (c_in, c_out), 3, stride, !cfg.batch_norm),
             bn1: batch_norm(&p / "bn1", c_out, cfg, 1.0),
-            conv2: conv(&p / "conv2", c_out, c_out, 3, 1, !cfg.batch_norm),
+            conv2: conv(&p / "conv2", (c_out, c_out), 3, 1, !cfg.batch_norm),
             bn2: batch_norm(&p / "bn2", c_out, cfg, if silence { 0.0 } else { 1.0 }),
             shortcut,
             stride,
@@ -355,7 +355,7 @@ impl ResNet {
         let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
         Ok(ResNet {
             config,
-            conv1: conv(p / "conv1", 3, STAGE_WIDTHS[0], 3, 1, !config.batch_norm),
+            conv1: conv(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm),
             bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
             stages,
             linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),

@@ -23,7 +23,7 @@ fn save_model(path: &Path, depth: i64) {
     let vs = VarStore::new(Device::Cpu);
     let cfg = ResNetConfig { depth, ..Default::default() };
     let _ = ResNet::new(&vs.root(), cfg).unwrap();
-    checkpoint::save(path, &vs, &cfg, &Normalizer::imagenet(), vec![], Default::default()).unwrap();
+    checkpoint::save(path, &vs, &cfg, &Normalizer::imagenet(), Default::default()).unwrap();
 }
 
 const TINY: &str = "--depth 8 --epochs 1 --limit-train 128 --limit-test 64 --batch-size 64 --device cpu --threads 1";

@@ -117,8 +117,7 @@ fn predict_reads_images_of_any_size_and_reports_bad_files() {
     let (vs, _) = model_tensors(8);
     let ckpt = tmp.path().join("m.safetensors");
     let norm = Normalizer::imagenet();
-    checkpoint::save(&ckpt, &vs, &ResNetConfig { depth: 8, ..Default::default() }, &norm, vec![], Default::default())
-        .unwrap();
+    checkpoint::save(&ckpt, &vs, &ResNetConfig { depth: 8, ..Default::default() }, &norm, Default::default()).unwrap();
     let png = tmp.path().join("cat.png");
     image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 128])).save(&png).unwrap();
     let jpg = tmp.path().join("dog.jpg");

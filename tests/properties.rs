@@ -132,7 +132,7 @@ fn fuzz_checkpoint_loader_never_panics() {
     let cfg = ResNetConfig { depth: 8, ..Default::default() };
     let vs = VarStore::new(Device::Cpu);
     let _ = ResNet::new(&vs.root(), cfg).unwrap();
-    checkpoint::save(&valid, &vs, &cfg, &Normalizer::imagenet(), vec![], Default::default()).unwrap();
+    checkpoint::save(&valid, &vs, &cfg, &Normalizer::imagenet(), Default::default()).unwrap();
     let seed = std::fs::read(&valid).unwrap();
     let path = tmp.path().join("mutant.safetensors");
     let mut rng = Rng(20261129);

@@ -361,7 +361,7 @@ pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
         return Err(Error::Config("no finished cells to draw".into()));
     }
     let title = "CIFAR-10: dashed training error, bold test error (mean over seeds, min–max band)";
-    line_chart_grid(out, Some(title), &panels, panels.len(), 700 * panels.len() as u32, 560)
+    line_chart_grid(out, Some(title), &panels, panels.len(), (700 * panels.len() as u32, 560))
         .map_err(|e| Error::Config(e.to_string()))
 }
 

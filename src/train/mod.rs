@@ -103,164 +103,333 @@ pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: b
 }
 
 fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
-    cfg.validate()?;
     let started = Instant::now();
-    if let Some(t) = cfg.threads {
-        tch::set_num_threads(t);
-    }
-    let stop = if cfg.handle_signals { Some(signals::StopFlag::install()?) } else { None };
-    tch::manual_seed(cfg.seed);
-    let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
-    let dev = cfg.device;
-    if let Device::Cuda(_) = dev {
-        // Fixed shapes: let cuDNN time its algorithms once and keep the fastest.
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
-    let mut vs = VarStore::new(dev);
-    let mut model = ResNet::new(&vs.root(), cfg.model)?;
-    model.set_compute(cfg.compute);
-    let parameters = parameter_count(&vs);
-    let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
-    let (normalizer, mut progress) = match &saved {
-        Some(ckpt) => {
-            ckpt.load_into(&mut vs)?;
-            opt.load_state(ckpt)?;
-            let n = ckpt.normalizer().ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
-            (n.to_device(dev), resume::progress_of(ckpt)?)
-        }
-        None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
-    };
-    let train = split.train.to_device(dev);
-    let test = split.test.to_device(dev);
-    let val = split.val.as_ref().map(|v| v.to_device(dev));
-
-    let n = train.len();
-    let iters_per_epoch = (n + cfg.batch_size - 1) / cfg.batch_size;
-    let schedule = cfg.lr_schedule(iters_per_epoch);
-    let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
-
+    let mut t = Trainer::new(cfg, data, saved.as_ref())?;
     let csv_path = cfg.out_dir.join("metrics.csv");
     let (mut csv, mut history) = if saved.is_some() {
-        MetricsWriter::resume(&csv_path, progress.epoch)?
+        MetricsWriter::resume(&csv_path, t.progress.epoch)?
     } else {
-        RunFile::new(cfg, parameters, &schedule, epochs).write(&cfg.out_dir)?;
-        (MetricsWriter::create(&csv_path, val.is_some(), cfg.log_grad_norms)?, Vec::new())
+        RunFile::new(cfg, t.parameters, &t.schedule, t.epochs).write(&cfg.out_dir)?;
+        (MetricsWriter::create(&csv_path, t.val.is_some(), cfg.log_grad_norms)?, Vec::new())
     };
-    if !cfg.quiet {
-        let from = if progress.iteration > 0 {
-            format!(", resuming at iteration {}", progress.iteration)
-        } else {
-            String::new()
-        };
-        println!(
-            "training {} ({parameters} parameters) on {} in {}, {} for {epochs} epochs ({} iterations, batch {}){from} → {}",
-            cfg.model.name(),
-            device_name(dev),
-            cfg.compute.precision,
-            cfg.compute.layout,
-            schedule.total_iterations,
-            cfg.batch_size,
-            cfg.out_dir.display()
-        );
-    }
-
-    let ctx = StepContext {
-        model: &model,
-        normalizer: &normalizer,
-        schedule: &schedule,
-        batch_size: cfg.batch_size,
-        log_grad_norms: cfg.log_grad_norms,
-    };
-    let saver = Saver { cfg, vs: &vs, normalizer: &normalizer, schedule: &schedule };
-    while progress.epoch < epochs && progress.iteration < schedule.total_iterations {
-        let epoch = progress.epoch + 1;
-        let bar = progress::epoch_bar(n as u64, epoch, epochs, cfg.quiet);
-        let outcome = train_epoch(&ctx, &mut opt, &train, &mut progress, &bar, cfg, stop.as_ref(), &saver)?;
-        let train_seconds = progress.train_seconds;
-        if let EpochOutcome::Stopped(signal) = outcome {
-            bar.finish_and_clear();
-            saver.save(&opt, &progress, "last.safetensors")?;
-            return Err(Error::Interrupted { signal, iteration: progress.iteration, dir: cfg.out_dir.clone() });
-        }
-        let eval_started = Instant::now();
-        let test_eval = evaluate(&model, &test, &normalizer);
-        let val_eval = val.as_ref().map(|v| evaluate(&model, v, &normalizer));
+    t.announce();
+    while t.progress.epoch < t.epochs && t.progress.iteration < t.schedule.total_iterations {
+        let bar = progress::epoch_bar(t.train.len() as u64, t.progress.epoch + 1, t.epochs, cfg.quiet);
+        let outcome = t.epoch(&bar);
         bar.finish_and_clear();
-        let seen = progress.seen.max(1) as f64;
-        let row = EpochMetrics {
-            epoch,
-            iteration: progress.iteration,
-            lr: schedule.lr_at(progress.iteration - 1),
-            train_loss: progress.loss_sum / seen,
-            train_err: 100.0 * progress.wrong as f64 / seen,
-            test_loss: test_eval.loss,
-            test_err: test_eval.error,
-            epoch_seconds: train_seconds + eval_started.elapsed().as_secs_f64(),
-            images_per_sec: progress.seen as f64 / train_seconds,
-            val: val_eval.as_ref().map(|e| (e.loss, e.error)),
-            grad_norms: cfg
-                .log_grad_norms
-                .then(|| progress.norm_sums.iter().map(|s| s / progress.batch.max(1) as f64).collect()),
+        let row = match outcome? {
+            EpochOutcome::Stopped(signal) => {
+                t.checkpoint(CheckpointKind::Last)?;
+                return Err(Error::Interrupted { signal, iteration: t.progress.iteration, dir: cfg.out_dir.clone() });
+            }
+            EpochOutcome::Finished(row) => row,
         };
         // The row first, then the checkpoint: a kill in between leaves a row that the
         // resumed run drops and writes again (see `MetricsWriter::resume`).
         csv.write(&row)?;
-        progress.finish_epoch(epoch);
-        // Best by validation error; without a validation split, best is the last epoch.
-        let improved = val_eval.as_ref().is_none_or(|e| progress.best_val.is_none_or(|b| e.error < b));
+        let improved = t.close_epoch(&row);
+        t.checkpoint(CheckpointKind::Last)?;
         if improved {
-            progress.best_val = val_eval.as_ref().map(|e| e.error);
-        }
-        saver.save(&opt, &progress, "last.safetensors")?;
-        if improved {
-            saver.save(&opt, &progress, "best.safetensors")?;
+            t.checkpoint(CheckpointKind::Best)?;
         }
         if !cfg.quiet {
-            println!("{}", progress::epoch_line(&row, epochs));
+            println!("{}", progress::epoch_line(&row, t.epochs));
         }
         history.push(row);
     }
     Ok(RunSummary {
         out_dir: cfg.out_dir.clone(),
-        parameters,
+        parameters: t.parameters,
         epochs: history,
         wall_seconds: started.elapsed().as_secs_f64(),
-        device: device_name(dev),
+        device: device_name(cfg.device),
     })
 }
 
-/// Writes checkpoints of the run: model, normalisation, momentum buffers and progress.
-struct Saver<'a> {
-    cfg: &'a TrainConfig,
-    vs: &'a VarStore,
-    normalizer: &'a Normalizer,
-    schedule: &'a LrSchedule,
+/// The two checkpoints of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// `last.safetensors`: the model, its normalisation, the momentum buffers and the
+    /// training state, written every epoch (and with `--save-every`), for `--resume`.
+    Last,
+    /// `best.safetensors`: model and normalisation only (best validation error, or the last
+    /// epoch without a validation split), for inference and export.
+    Best,
 }
 
-impl Saver<'_> {
-    /// `last.safetensors` carries the momentum buffers for `--resume`; `best.safetensors` is
-    /// for inference and export, model and normalisation only.
-    ///
-    /// A model with a non-finite weight or statistic is never written (one device sync per
-    /// save): the previous checkpoint stays as it was, and training stops as diverged.
-    fn save(&self, opt: &Sgd, progress: &Progress, name: &str) -> Result<()> {
-        if !all_finite(self.vs) {
+impl CheckpointKind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            CheckpointKind::Last => "last.safetensors",
+            CheckpointKind::Best => "best.safetensors",
+        }
+    }
+}
+
+/// A run in progress: the model with its optimizer and schedule, the data on the device,
+/// where the run stands, and its checkpoints.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    vs: VarStore,
+    model: ResNet,
+    opt: Sgd,
+    schedule: LrSchedule,
+    normalizer: Normalizer,
+    train: Split,
+    test: Split,
+    val: Option<Split>,
+    progress: Progress,
+    stop: Option<signals::StopFlag>,
+    /// Epochs the schedule covers.
+    epochs: i64,
+    parameters: i64,
+}
+
+impl<'a> Trainer<'a> {
+    /// A new run of `cfg` on `data`, or the run of `saved` continued where it stopped.
+    fn new(cfg: &'a TrainConfig, data: &Cifar10, saved: Option<&checkpoint::Checkpoint>) -> Result<Self> {
+        cfg.validate()?;
+        if let Some(t) = cfg.threads {
+            tch::set_num_threads(t);
+        }
+        let stop = if cfg.handle_signals { Some(signals::StopFlag::install()?) } else { None };
+        tch::manual_seed(cfg.seed);
+        let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
+        let dev = cfg.device;
+        if let Device::Cuda(_) = dev {
+            // Fixed shapes: let cuDNN time its algorithms once and keep the fastest.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        let mut vs = VarStore::new(dev);
+        let mut model = ResNet::new(&vs.root(), cfg.model)?;
+        model.set_compute(cfg.compute);
+        let parameters = parameter_count(&vs);
+        let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
+        let (normalizer, progress) = match saved {
+            Some(ckpt) => {
+                ckpt.load_into(&mut vs)?;
+                opt.load_state(ckpt)?;
+                let n =
+                    ckpt.normalizer().ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+                (n.to_device(dev), resume::progress_of(ckpt)?)
+            }
+            None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
+        };
+        let train = split.train.to_device(dev);
+        let iters_per_epoch = (train.len() + cfg.batch_size - 1) / cfg.batch_size;
+        let schedule = cfg.lr_schedule(iters_per_epoch);
+        let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
+        Ok(Trainer {
+            cfg,
+            vs,
+            model,
+            opt,
+            schedule,
+            normalizer,
+            train,
+            test: split.test.to_device(dev),
+            val: split.val.as_ref().map(|v| v.to_device(dev)),
+            progress,
+            stop,
+            epochs,
+            parameters,
+        })
+    }
+
+    /// The line that opens a run.
+    fn announce(&self) {
+        if self.cfg.quiet {
+            return;
+        }
+        let cfg = self.cfg;
+        let from = match self.progress.iteration {
+            0 => String::new(),
+            i => format!(", resuming at iteration {i}"),
+        };
+        println!(
+            "training {} ({} parameters) on {} in {}, {} for {} epochs ({} iterations, batch {}){from} → {}",
+            cfg.model.name(),
+            self.parameters,
+            device_name(cfg.device),
+            cfg.compute.precision,
+            cfg.compute.layout,
+            self.epochs,
+            self.schedule.total_iterations,
+            cfg.batch_size,
+            cfg.out_dir.display()
+        );
+    }
+
+    /// One SGD step on a `u8` batch at the schedule's rate, with the iteration's augmentation.
+    fn step(&mut self, images: &Tensor, labels: &Tensor) -> Step {
+        let ctx = StepContext {
+            model: &self.model,
+            normalizer: &self.normalizer,
+            schedule: &self.schedule,
+            batch_size: self.cfg.batch_size,
+            log_grad_norms: self.cfg.log_grad_norms,
+        };
+        let lr = self.schedule.lr_at(self.progress.iteration);
+        tch::manual_seed(stream_seed(self.cfg.seed, AUGMENT_STREAM, self.progress.iteration));
+        train_step(&ctx, &mut self.opt, images, labels, lr)
+    }
+
+    /// One pass over the training set in the epoch's random order, from `progress.batch`
+    /// on, then the evaluation: the epoch's row. Loss and error accumulate on the device;
+    /// the host reads them for the progress bar (on the CPU each step), at mid-epoch
+    /// checkpoints, and at the end, and stops on a non-finite loss.
+    fn epoch(&mut self, bar: &indicatif::ProgressBar) -> Result<EpochOutcome> {
+        let epoch = self.progress.epoch + 1;
+        let dev = self.train.images.device();
+        let n = self.train.len();
+        let batch_size = self.cfg.batch_size;
+        tch::manual_seed(stream_seed(self.cfg.seed, SHUFFLE_STREAM, epoch));
+        let perm = Tensor::randperm(n, (Kind::Int64, dev));
+        let mut sums = DeviceSums::from(&self.progress, dev);
+        let read_every_step = self.cfg.read_every_step.unwrap_or(dev == Device::Cpu);
+        let started = Instant::now();
+        let seconds_before = self.progress.train_seconds;
+        bar.set_position(self.progress.seen as u64);
+        let mut start = self.progress.batch * batch_size;
+        while start < n && self.progress.iteration < self.schedule.total_iterations {
+            let b = batch_size.min(n - start);
+            let (images, labels) = self.train.select(&perm.narrow(0, start, b));
+            let lr = self.schedule.lr_at(self.progress.iteration);
+            let step = self.step(&images, &labels);
+            sums.add(&step, &labels, b);
+            let p = &mut self.progress;
+            p.batch += 1;
+            p.seen += b;
+            p.iteration += 1;
+            start += b;
+            crate::faults::hold_point("iteration", p.iteration, self.stop.as_ref());
+            let epoch_ends = start >= n || p.iteration >= self.schedule.total_iterations;
+            if read_every_step || epoch_ends {
+                // The last loss, and (on a GPU, read only at the end) the epoch's sum, which
+                // holds every loss since the previous read.
+                let last = step.loss.double_value(&[]);
+                let l = if last.is_finite() { sums.loss.double_value(&[]) } else { last };
+                if !l.is_finite() {
+                    return Err(Error::Diverged(format!(
+                        "the loss became {l} at iteration {} (lr {lr}): training diverged; the last checkpoint is \
+                         intact; lower --lr or add --warmup-iters",
+                        p.iteration
+                    )));
+                }
+                let err = 100.0 * sums.wrong.int64_value(&[]) as f64 / p.seen as f64;
+                let ips = p.seen as f64 / (seconds_before + started.elapsed().as_secs_f64());
+                bar.set_message(format!("loss {last:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
+            }
+            bar.set_position(p.seen as u64);
+            let signal = self.stop.as_ref().and_then(|s| s.raised());
+            let periodic = self.cfg.save_every > 0 && p.iteration % self.cfg.save_every == 0 && start < n;
+            if signal.is_some() || periodic {
+                sums.read_into(p, seconds_before + started.elapsed().as_secs_f64());
+                if let Some(sig) = signal {
+                    return Ok(EpochOutcome::Stopped(sig));
+                }
+                self.checkpoint(CheckpointKind::Last)?;
+            }
+        }
+        sums.read_into(&mut self.progress, seconds_before + started.elapsed().as_secs_f64());
+        Ok(EpochOutcome::Finished(self.evaluate(epoch)))
+    }
+
+    /// The row of epoch `epoch`: its training sums, and the test (and validation) set evaluated.
+    fn evaluate(&self, epoch: i64) -> EpochMetrics {
+        let eval_started = Instant::now();
+        let test = evaluate(&self.model, &self.test, &self.normalizer);
+        let val = self.val.as_ref().map(|v| evaluate(&self.model, v, &self.normalizer));
+        let p = &self.progress;
+        let seen = p.seen.max(1) as f64;
+        EpochMetrics {
+            epoch,
+            iteration: p.iteration,
+            lr: self.schedule.lr_at(p.iteration - 1),
+            train_loss: p.loss_sum / seen,
+            train_err: 100.0 * p.wrong as f64 / seen,
+            test_loss: test.loss,
+            test_err: test.error,
+            epoch_seconds: p.train_seconds + eval_started.elapsed().as_secs_f64(),
+            images_per_sec: p.seen as f64 / p.train_seconds,
+            val: val.as_ref().map(|e| (e.loss, e.error)),
+            grad_norms: self
+                .cfg
+                .log_grad_norms
+                .then(|| p.norm_sums.iter().map(|s| s / p.batch.max(1) as f64).collect()),
+        }
+    }
+
+    /// Closes the epoch of `row`; returns whether it is the best so far (by validation
+    /// error; without a validation split, every epoch is).
+    fn close_epoch(&mut self, row: &EpochMetrics) -> bool {
+        self.progress.finish_epoch(row.epoch);
+        let val_err = row.val.map(|(_, e)| e);
+        let improved = val_err.is_none_or(|e| self.progress.best_val.is_none_or(|b| e < b));
+        if improved {
+            self.progress.best_val = val_err;
+        }
+        improved
+    }
+
+    /// Writes the checkpoint of `kind`. A model with a non-finite weight or statistic is
+    /// never written (one device sync per save): the previous checkpoint stays as it was,
+    /// and training stops as diverged.
+    fn checkpoint(&self, kind: CheckpointKind) -> Result<()> {
+        let name = kind.file_name();
+        let p = &self.progress;
+        if !all_finite(&self.vs) {
             return Err(Error::Diverged(format!(
                 "the model became non-finite at iteration {} (lr {}): training diverged; {name} was not \
                  overwritten and the last checkpoint is intact; lower --lr or add --warmup-iters",
-                progress.iteration,
-                self.schedule.lr_at((progress.iteration - 1).max(0))
+                p.iteration,
+                self.schedule.lr_at((p.iteration - 1).max(0))
             )));
         }
-        let optimizer = if name == "best.safetensors" { Vec::new() } else { opt.state_tensors() };
-        checkpoint::save(
-            &self.cfg.out_dir.join(name),
-            self.vs,
-            &self.cfg.model,
-            self.normalizer,
-            optimizer,
-            resume::progress_metadata(progress)?,
-        )
+        let extra = match kind {
+            CheckpointKind::Last => {
+                checkpoint::Extra { tensors: self.opt.state_tensors(), metadata: resume::progress_metadata(p)? }
+            }
+            CheckpointKind::Best => checkpoint::Extra { tensors: Vec::new(), metadata: resume::progress_metadata(p)? },
+        };
+        checkpoint::save(&self.cfg.out_dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
+    }
+}
+
+/// An epoch's running sums, kept on the device: loss × images, wrong predictions, and
+/// with `--log-grad-norms` the gradient norms.
+struct DeviceSums {
+    loss: Tensor,
+    wrong: Tensor,
+    norms: Vec<Tensor>,
+}
+
+impl DeviceSums {
+    /// The sums `p` holds (a resumed epoch's), on `dev`.
+    fn from(p: &Progress, dev: Device) -> Self {
+        DeviceSums {
+            loss: Tensor::from(p.loss_sum).to_device(dev),
+            wrong: Tensor::from(p.wrong).to_device(dev),
+            norms: p.norm_sums.iter().map(|&v| Tensor::from(v).to_device(dev)).collect(),
+        }
+    }
+
+    fn add(&mut self, step: &Step, labels: &Tensor, images: i64) {
+        self.loss += step.loss.to_kind(Kind::Double) * images as f64;
+        self.wrong += step.logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Int64);
+        if self.norms.is_empty() {
+            self.norms = step.grad_norms.iter().map(|g| g.to_kind(Kind::Double)).collect();
+        } else {
+            self.norms.iter_mut().zip(&step.grad_norms).for_each(|(s, g)| *s += g);
+        }
+    }
+
+    /// Reads the sums into `p` (one device sync), with the epoch's training seconds so far.
+    fn read_into(&self, p: &mut Progress, train_seconds: f64) {
+        p.train_seconds = train_seconds;
+        p.loss_sum = self.loss.double_value(&[]);
+        p.wrong = self.wrong.int64_value(&[]);
+        p.norm_sums = self.norms.iter().map(|t| t.double_value(&[])).collect();
     }
 }
 
@@ -305,7 +474,7 @@ pub enum Phase {
 
 /// Runs one SGD step on a `u8` batch.
 pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Tensor, lr: f64) -> Step {
-    train_step_phased(ctx, opt, images, labels, lr, &mut |_| {})
+    train_step_phased(ctx, opt, (images, labels), lr, &mut |_| {})
 }
 
 /// [`train_step`], calling `done(phase)` as each phase has been issued (a profiler
@@ -313,8 +482,7 @@ pub fn train_step(ctx: &StepContext, opt: &mut Sgd, images: &Tensor, labels: &Te
 pub fn train_step_phased(
     ctx: &StepContext,
     opt: &mut Sgd,
-    images: &Tensor,
-    labels: &Tensor,
+    (images, labels): (&Tensor, &Tensor),
     lr: f64,
     done: &mut dyn FnMut(Phase),
 ) -> Step {
@@ -338,7 +506,8 @@ pub fn train_step_phased(
 }
 
 enum EpochOutcome {
-    Finished,
+    /// The epoch ended: its row.
+    Finished(EpochMetrics),
     /// Stopped by a signal after a whole step (its number).
     Stopped(i32),
 }
@@ -357,91 +526,3 @@ fn stream_seed(seed: i64, stream: u64, counter: i64) -> i64 {
 }
 const SHUFFLE_STREAM: u64 = 1;
 const AUGMENT_STREAM: u64 = 2;
-
-/// One pass over `train` in the epoch's random order, from `progress.batch` on. Loss and
-/// error accumulate on the device; the host reads them to update the progress bar, check
-/// that the loss is finite, and write mid-epoch checkpoints.
-#[allow(clippy::too_many_arguments)]
-fn train_epoch(
-    ctx: &StepContext,
-    opt: &mut Sgd,
-    train: &Split,
-    progress: &mut Progress,
-    bar: &indicatif::ProgressBar,
-    cfg: &TrainConfig,
-    stop: Option<&signals::StopFlag>,
-    saver: &Saver,
-) -> Result<EpochOutcome> {
-    let dev = train.images.device();
-    let n = train.len();
-    tch::manual_seed(stream_seed(cfg.seed, SHUFFLE_STREAM, progress.epoch + 1));
-    let perm = Tensor::randperm(n, (Kind::Int64, dev));
-    let mut loss_sum = Tensor::from(progress.loss_sum).to_device(dev);
-    let mut wrong = Tensor::from(progress.wrong).to_device(dev);
-    let mut norm_sums: Vec<Tensor> = progress.norm_sums.iter().map(|&v| Tensor::from(v).to_device(dev)).collect();
-    // On the CPU every op has finished when it returns, so reading the loss each step costs
-    // nothing. On a GPU a read waits for the queue to drain: there the host reads loss and
-    // error only at the epoch's end (the progress bar still advances, without them).
-    let read_every_step = cfg.read_every_step.unwrap_or(dev == Device::Cpu);
-    let started = Instant::now();
-    // Training seconds before this call (a resumed epoch's) plus this call's, set at each read.
-    let seconds_before = progress.train_seconds;
-    let sync = |p: &mut Progress, loss_sum: &Tensor, wrong: &Tensor, norm_sums: &[Tensor]| {
-        p.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-        p.loss_sum = loss_sum.double_value(&[]);
-        p.wrong = wrong.int64_value(&[]);
-        p.norm_sums = norm_sums.iter().map(|t| t.double_value(&[])).collect();
-    };
-    bar.set_position(progress.seen as u64);
-    let mut start = progress.batch * ctx.batch_size;
-    while start < n && progress.iteration < ctx.schedule.total_iterations {
-        let b = ctx.batch_size.min(n - start);
-        let (images, labels) = train.select(&perm.narrow(0, start, b));
-        let lr = ctx.schedule.lr_at(progress.iteration);
-        tch::manual_seed(stream_seed(cfg.seed, AUGMENT_STREAM, progress.iteration));
-        let step = train_step(ctx, opt, &images, &labels, lr);
-        loss_sum += step.loss.to_kind(Kind::Double) * b as f64;
-        wrong += step.logits.argmax(-1, false).ne_tensor(&labels).sum(Kind::Int64);
-        if norm_sums.is_empty() {
-            norm_sums = step.grad_norms.iter().map(|g| g.to_kind(Kind::Double)).collect();
-        } else {
-            norm_sums.iter_mut().zip(&step.grad_norms).for_each(|(s, g)| *s += g);
-        }
-        progress.batch += 1;
-        progress.seen += b;
-        progress.iteration += 1;
-        start += b;
-        crate::faults::hold_point("iteration", progress.iteration, stop);
-        let epoch_ends = start >= n || progress.iteration >= ctx.schedule.total_iterations;
-        if !read_every_step && !epoch_ends {
-            bar.set_position(progress.seen as u64);
-        } else {
-            // The last loss, and (on a GPU, read only at the end) the epoch's sum, which
-            // holds every loss since the previous read.
-            let last = step.loss.double_value(&[]);
-            let l = if last.is_finite() { loss_sum.double_value(&[]) } else { last };
-            if !l.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "the loss became {l} at iteration {} (lr {lr}): training diverged; the last checkpoint is intact; \
-                     lower --lr or add --warmup-iters",
-                    progress.iteration
-                )));
-            }
-            bar.set_position(progress.seen as u64);
-            let err = 100.0 * wrong.int64_value(&[]) as f64 / progress.seen as f64;
-            let ips = progress.seen as f64 / (progress.train_seconds + started.elapsed().as_secs_f64());
-            bar.set_message(format!("loss {last:.3}  err {err:.2}%  {ips:.0} img/s  lr {lr}"));
-        }
-        let signal = stop.and_then(|s| s.raised());
-        let periodic = cfg.save_every > 0 && progress.iteration % cfg.save_every == 0 && start < n;
-        if signal.is_some() || periodic {
-            sync(progress, &loss_sum, &wrong, &norm_sums);
-            if let Some(sig) = signal {
-                return Ok(EpochOutcome::Stopped(sig));
-            }
-            saver.save(opt, progress, "last.safetensors")?;
-        }
-    }
-    sync(progress, &loss_sum, &wrong, &norm_sums);
-    Ok(EpochOutcome::Finished)
-}
