@@ -217,7 +217,10 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
                 .spawn()
                 .map_err(|e| Error::io(&argv[0], e))?;
             let bar = multi.insert_before(&overall, ProgressBar::new(epochs_of(&cell) as u64));
-            bar.set_style(ProgressStyle::with_template("  {prefix:24} [{bar:30}] epoch {pos}/{len} {msg}").unwrap());
+            bar.set_style(
+                ProgressStyle::with_template("  {prefix:24} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed})").unwrap(),
+            );
+            bar.enable_steady_tick(Duration::from_secs(1));
             bar.set_prefix(format!("{} ({device})", cell.name()));
             bar.set_position(epochs_done(grid, &cell) as u64);
             say(format!("started {} on {device}", cell.name()));
