@@ -11,7 +11,7 @@ use crate::data::{self, Split};
 use crate::figure::{line_chart, Line, Panel};
 use crate::gradflow::{self, FlowRow};
 use crate::inference::{load_model, normalizer_for, ModelOverrides};
-use crate::model::{ResNet, ResNetConfig};
+use crate::model::{Compute, ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
 
 /// Which fixed batches: `count` batches of `size` images in the order drawn from `seed`.
@@ -134,7 +134,7 @@ pub fn responses_of(
     let test = data::load_split(data_dir, &[data::TEST_FILE])?.take(limit_test).to_device(device);
     let mut out: Vec<Responses> = Vec::new();
     for path in weights {
-        let loaded = load_model(path, &ModelOverrides::default(), device)?;
+        let loaded = load_model(path, &ModelOverrides::default(), device, Compute::default())?;
         let normalizer = normalizer_for(&loaded.checkpoint, normalize, data_dir)?.to_device(device);
         let mut name = loaded.model.config.name();
         if out.iter().any(|r| r.name == name) {

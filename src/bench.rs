@@ -137,8 +137,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
 
 fn build_model(cfg: &BenchConfig) -> Result<(VarStore, ResNet)> {
     let vs = VarStore::new(cfg.device);
-    let mut model = ResNet::new(&vs.root(), cfg.model)?;
-    model.set_compute(cfg.compute);
+    let model = ResNet::with_compute(&vs.root(), cfg.model, cfg.compute)?;
     Ok((vs, model))
 }
 

@@ -206,10 +206,10 @@ pub struct WeightsArgs {
 }
 
 impl WeightsArgs {
-    fn load(&self) -> Result<(LoadedModel, Normalizer)> {
+    fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer)> {
         let device = parse_device(&self.device)?;
         let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut };
-        let loaded = load_model(&self.weights, &overrides, device)?;
+        let loaded = load_model(&self.weights, &overrides, device, compute)?;
         let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
         Ok((loaded, normalizer))
     }
@@ -455,7 +455,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     let mut flows = Vec::new();
     let batches_for = |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.fixed_batches(), device);
     if let Some(w) = &args.weights {
-        let loaded = load_model(w, &ModelOverrides::default(), device)?;
+        let loaded = load_model(w, &ModelOverrides::default(), device, Compute::default())?;
         let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &args.data_dir)?.to_device(device);
         let rows = crate::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
         flows.push(analysis::Flow { name: loaded.model.config.name(), rows });
@@ -519,8 +519,7 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
 
 fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
-    let (mut loaded, normalizer) = w.load()?;
-    loaded.model.set_compute(args.compute.compute());
+    let (loaded, normalizer) = w.load(args.compute.compute())?;
     let dir = &w.data_dir;
     crate::data::check_data_dir(dir)?;
     let test =
@@ -544,7 +543,7 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
 
 fn predict_command(args: &PredictArgs) -> Result<()> {
     anyhow::ensure!(args.top >= 1, "--top {} must be at least 1", args.top);
-    let (loaded, normalizer) = args.weights.load()?;
+    let (loaded, normalizer) = args.weights.load(Compute::default())?;
     let classes = crate::data::load_classes(&args.weights.data_dir);
     let mut failed = 0;
     for path in &args.images {

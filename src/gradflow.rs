@@ -10,7 +10,6 @@
 //! the activation, whose gradient after `backward` is exactly ∂L/∂x_l and which leaves
 //! the computation unchanged.
 
-use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 use crate::data::Split;
@@ -58,7 +57,7 @@ pub fn forward_probed(
     let mut h = model.stem_t(&x, train);
     for (name, block) in model.blocks() {
         h = at(h, &name, &mut boundaries);
-        h = block.forward_t(&h, train);
+        h = block.forward_t(&h, train, model.compute);
     }
     let h = at(h, "output", &mut boundaries);
     (model.head(&h), boundaries)
@@ -143,10 +142,10 @@ pub fn layer_responses_of(model: &ResNet, batches: impl Iterator<Item = Tensor>)
             add(0, "conv1".into(), &r);
             let mut h = r.relu();
             for (i, (name, block)) in model.blocks().enumerate() {
-                let (r1, r2) = block.responses_t(&h, false);
+                let (r1, r2) = block.responses_t(&h, false, model.compute);
                 add(2 * i + 1, format!("{name}.conv1"), &r1);
                 add(2 * i + 2, format!("{name}.conv2"), &r2);
-                h = block.combine_t(r2, &h, false);
+                h = block.combine_t(r2, &h, false, model.compute);
             }
         }
     });

@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Cifar10;
 use crate::error::{Error, Result};
-use crate::model::{Arch, ResNet, ResNetConfig, Shortcut};
+use crate::model::{Arch, Compute, ResNet, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
 
 /// Flags that override (or, for a checkpoint without metadata, supply) the architecture.
@@ -29,7 +29,7 @@ pub struct LoadedModel {
 
 /// Reads `path` and loads it into the architecture its metadata (or tensor names) and
 /// `overrides` describe, on `device`.
-pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device) -> Result<LoadedModel> {
+pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compute: Compute) -> Result<LoadedModel> {
     let checkpoint = checkpoint::read(path)?;
     let inferred = checkpoint.model_config()?;
     let config = ResNetConfig {
@@ -39,7 +39,7 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device) -> Re
         ..inferred
     };
     let mut vs = VarStore::new(device);
-    let model = ResNet::new(&vs.root(), config)?;
+    let model = ResNet::with_compute(&vs.root(), config, compute)?;
     checkpoint.load_into(&mut vs)?;
     Ok(LoadedModel { vs, model, checkpoint })
 }

@@ -242,7 +242,6 @@ pub struct BasicBlock {
     pub shortcut: ShortcutPath,
     /// Stride of conv1: 2 in the first block of stages 2 and 3, else 1.
     pub stride: i64,
-    pub compute: Compute,
 }
 
 impl BasicBlock {
@@ -269,7 +268,6 @@ impl BasicBlock {
             bn2: batch_norm(&p / "bn2", c_out, cfg, if silence { 0.0 } else { 1.0 }),
             shortcut,
             stride,
-            compute: Compute::default(),
         };
         if silence && !cfg.batch_norm {
             tch::no_grad(|| {
@@ -284,38 +282,37 @@ impl BasicBlock {
 
     /// The two layer responses of the block (Fig. 7): each 3×3 convolution's output after
     /// BN, before ReLU or the addition. The second is the residual function F(x).
-    pub fn responses_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let r1 = self.first_response_t(x, train);
-        let r2 = self.second_response_t(&r1.relu(), train);
+    pub fn responses_t(&self, x: &Tensor, train: bool, compute: Compute) -> (Tensor, Tensor) {
+        let r1 = self.first_response_t(x, train, compute);
+        let r2 = self.second_response_t(&r1.relu(), train, compute);
         (r1, r2)
     }
 
-    fn first_response_t(&self, x: &Tensor, train: bool) -> Tensor {
-        norm_t(&self.bn1, conv_t(&self.conv1, x, self.stride, self.compute), train)
+    fn first_response_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        norm_t(&self.bn1, conv_t(&self.conv1, x, self.stride, compute), train)
     }
 
-    fn second_response_t(&self, h: &Tensor, train: bool) -> Tensor {
-        norm_t(&self.bn2, conv_t(&self.conv2, h, 1, self.compute), train)
+    fn second_response_t(&self, h: &Tensor, train: bool, compute: Compute) -> Tensor {
+        norm_t(&self.bn2, conv_t(&self.conv2, h, 1, compute), train)
     }
 
     /// The residual function F(x): conv–BN–ReLU–conv–BN, before the addition. The ReLU
     /// works in place (BN's backward does not need its output): one activation fewer.
-    pub fn residual_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.second_response_t(&self.first_response_t(x, train).relu_(), train)
+    pub fn residual_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        self.second_response_t(&self.first_response_t(x, train, compute).relu_(), train, compute)
     }
 
     /// The block's output from its residual F(x) and its input x (F's storage is reused).
-    pub fn combine_t(&self, mut f: Tensor, x: &Tensor, train: bool) -> Tensor {
-        if let Some(s) = self.shortcut.forward_t(x, train, self.compute) {
+    pub fn combine_t(&self, mut f: Tensor, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        if let Some(s) = self.shortcut.forward_t(x, train, compute) {
             f += s;
         }
         f.relu_()
     }
-}
 
-impl ModuleT for BasicBlock {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.combine_t(self.residual_t(x, train), x, train)
+    /// The block's output, computed as `compute` says (the network's: [`ResNet::compute`]).
+    pub fn forward_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        self.combine_t(self.residual_t(x, train, compute), x, train, compute)
     }
 }
 
@@ -328,7 +325,7 @@ pub struct ResNet {
     /// The three stages of `n` blocks each, with 16, 32 and 64 filters.
     pub stages: [Vec<BasicBlock>; 3],
     pub linear: nn::Linear,
-    /// Number format and layout of the computation ([`ResNet::set_compute`]).
+    /// Number format and layout of the computation, given when the network is built.
     pub compute: Compute,
 }
 
@@ -337,7 +334,16 @@ pub const STAGE_WIDTHS: [i64; 3] = [16, 32, 64];
 
 impl ResNet {
     /// Builds the network under `p` (normally `vs.root()`), with the paper's initialisation.
+    /// The network in fp32, N×C×H×W: PyTorch's own arithmetic.
     pub fn new(p: &nn::Path, config: ResNetConfig) -> Result<Self> {
+        Self::with_compute(p, config, Compute::default())
+    }
+
+    /// The network computing as `compute` says. With channels-last the convolution weights
+    /// (the fp32 master copies) are laid out so from the start, so that their gradients and
+    /// momentum buffers get the same strides and no step has to permute them; values,
+    /// shapes, names and checkpoints do not change.
+    pub fn with_compute(p: &nn::Path, config: ResNetConfig, compute: Compute) -> Result<Self> {
         let n = config.blocks_per_stage()?;
         let mut c_in = STAGE_WIDTHS[0];
         let stages = std::array::from_fn(|s| {
@@ -353,22 +359,21 @@ impl ResNet {
                 .collect()
         });
         let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
-        Ok(ResNet {
+        let model = ResNet {
             config,
             conv1: conv(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm),
             bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
             stages,
             linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
-            compute: Compute::default(),
-        })
+            compute,
+        };
+        model.lay_out_weights();
+        Ok(model)
     }
 
-    /// Computes from now on in `compute`'s number format and layout. With channels-last the
-    /// convolution weights (the fp32 master copies) are re-laid out in place, so that their
-    /// gradients and momentum buffers get the same strides and no step has to permute them;
-    /// values, shapes, names and checkpoints do not change. Call it before creating the
-    /// optimizer.
-    pub fn set_compute(&mut self, compute: Compute) {
+    /// Lays the convolution weights out as `self.compute` says (in place).
+    fn lay_out_weights(&self) {
+        let compute = self.compute;
         let relayout = |conv: &nn::Conv2D| {
             let relaid = match compute.layout {
                 Layout::ChannelsLast => to_channels_last(&conv.ws),
@@ -376,10 +381,8 @@ impl ResNet {
             };
             tch::no_grad(|| conv.ws.shallow_clone().set_data(&relaid));
         };
-        self.compute = compute;
         relayout(&self.conv1);
-        for block in self.stages.iter_mut().flatten() {
-            block.compute = compute;
+        for block in self.stages.iter().flatten() {
             relayout(&block.conv1);
             relayout(&block.conv2);
             if let ShortcutPath::Projection { conv, .. } = &block.shortcut {
@@ -417,7 +420,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train));
+        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
         self.head(&x)
     }
 }

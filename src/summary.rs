@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::Result;
@@ -45,7 +45,7 @@ pub fn summary(cfg: ResNetConfig) -> Result<String> {
         let mut x = model.stem_t(&x, false);
         row("conv1", "conv3×3, BN, ReLU", &x, params_under(&vs, "conv1") + params_under(&vs, "bn1"));
         for (name, block) in model.blocks() {
-            x = block.forward_t(&x, false);
+            x = block.forward_t(&x, false, model.compute);
             let sc = match &block.shortcut {
                 ShortcutPath::None => "no shortcut",
                 ShortcutPath::Identity => "identity",

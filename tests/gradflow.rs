@@ -3,7 +3,7 @@
 
 use resnet_cifar::gradflow::{forward_probed, grad_flow, FlowRow};
 use resnet_cifar::model::{Arch, ResNet, ResNetConfig};
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 fn batches(k: i64, kind: Kind) -> Vec<(Tensor, Tensor)> {
@@ -85,7 +85,8 @@ fn probed_gradients_match_finite_differences() {
     for (l, b) in boundaries.iter().enumerate().skip(1).take(blocks.len()) {
         // The loss as a function of x_l: blocks l.. then the head.
         let loss_from = |h: &Tensor| {
-            let h = blocks[l - 1..].iter().fold(h.shallow_clone(), |h, (_, blk)| blk.forward_t(&h, true));
+            let h =
+                blocks[l - 1..].iter().fold(h.shallow_clone(), |h, (_, blk)| blk.forward_t(&h, true, model.compute));
             tch::no_grad(|| loss(&model.head(&h))).double_value(&[])
         };
         let g = b.probe.grad().view(-1);

@@ -41,7 +41,7 @@ fn output_shapes() {
         let expected = [[16, 32, 32], [32, 16, 16], [64, 8, 8]];
         for (s, blocks) in model.stages.iter().enumerate() {
             for b in blocks {
-                h = b.forward_t(&h, false);
+                h = b.forward_t(&h, false, model.compute);
             }
             assert_eq!(h.size()[1..], expected[s]);
         }

@@ -25,8 +25,7 @@ fn twin_models(cfg: ResNetConfig, a: Compute, b: Compute) -> [(VarStore, ResNet)
     tch::manual_seed(3);
     let build = |compute: Compute| {
         let vs = VarStore::new(Device::Cpu);
-        let mut model = ResNet::new(&vs.root(), cfg).unwrap();
-        model.set_compute(compute);
+        let model = ResNet::with_compute(&vs.root(), cfg, compute).unwrap();
         (vs, model)
     };
     let first = build(a);
@@ -166,8 +165,10 @@ fn channels_last_activations_really_have_nhwc_strides() {
     let h = tch::no_grad(|| model.stem_t(&x, false));
     assert!(is_channels_last(&h), "stem output strides {:?}", h.stride());
     let (_, block) = model.blocks().nth(3).unwrap(); // layer2.0: stride 2, zero-padded shortcut
-    let y =
-        tch::no_grad(|| block.forward_t(&model.blocks().take(3).fold(h, |h, (_, b)| b.forward_t(&h, false)), false));
+    let y = tch::no_grad(|| {
+        let c = model.compute;
+        block.forward_t(&model.blocks().take(3).fold(h, |h, (_, b)| b.forward_t(&h, false, c)), false, c)
+    });
     assert!(is_channels_last(&y), "layer2.0 output strides {:?}", y.stride());
     assert_eq!(y.size(), [4, 32, 16, 16]);
     let bf16 = Compute { precision: Precision::Bf16, layout: Layout::Nchw }.cast(&x);

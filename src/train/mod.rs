@@ -201,8 +201,7 @@ impl<'a> Trainer<'a> {
             tch::Cuda::cudnn_set_benchmark(true);
         }
         let mut vs = VarStore::new(dev);
-        let mut model = ResNet::new(&vs.root(), cfg.model)?;
-        model.set_compute(cfg.compute);
+        let model = ResNet::with_compute(&vs.root(), cfg.model, cfg.compute)?;
         let parameters = parameter_count(&vs);
         let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
         let (normalizer, progress) = match saved {
