@@ -8,11 +8,11 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{self, Split};
-use crate::figure::{line_chart, Line, Panel};
 use crate::gradflow::{self, FlowRow};
 use crate::inference::{load_model, normalizer_for, ModelOverrides};
 use crate::model::{Compute, ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
+use crate::viz::figure::{line_chart, Line, Panel};
 
 /// Which fixed batches: `count` batches of `size` images in the order drawn from `seed`.
 #[derive(Debug, Clone, Copy)]

@@ -167,11 +167,11 @@ pub struct PlotArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// x axis: iterations or epochs.
-    #[arg(long, value_enum, default_value_t = crate::plot::XAxis::Iterations)]
-    pub x: crate::plot::XAxis,
+    #[arg(long, value_enum, default_value_t = crate::viz::curves::XAxis::Iterations)]
+    pub x: crate::viz::curves::XAxis,
     /// error (%) or loss.
-    #[arg(long, value_enum, default_value_t = crate::plot::Metric::Error)]
-    pub metric: crate::plot::Metric,
+    #[arg(long, value_enum, default_value_t = crate::viz::curves::Metric::Error)]
+    pub metric: crate::viz::curves::Metric,
     /// Top of the y axis [default: 20 for error, like the paper; the largest loss for loss].
     #[arg(long, allow_negative_numbers = true)]
     pub ymax: Option<f64>,
@@ -426,15 +426,15 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plot(args)) => {
-            let series = args.runs.iter().map(|d| crate::plot::read_run(d)).collect::<Result<Vec<_>>>()?;
-            let opts = crate::plot::PlotOptions {
+            let series = args.runs.iter().map(|d| crate::viz::curves::read_run(d)).collect::<Result<Vec<_>>>()?;
+            let opts = crate::viz::curves::PlotOptions {
                 x: args.x,
                 metric: args.metric,
                 ymax: args.ymax,
                 title: args.title.clone(),
                 ..Default::default()
             };
-            crate::plot::plot(&series, &args.output, &opts)?;
+            crate::viz::curves::plot(&series, &args.output, &opts)?;
             println!("wrote {}", args.output.display());
             Ok(())
         }

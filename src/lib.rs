@@ -1,14 +1,27 @@
 //! The CIFAR-10 residual networks of He, Zhang, Ren and Sun, "Deep Residual Learning for
-//! Image Recognition" (2015), Section 4.2, on libtorch through `tch`.
+//! Image Recognition" (2015), Section 4.2, on libtorch through `tch`. The modules, layer by
+//! layer (each uses only the layers above it):
 //!
-//! - [`model`]: the networks (ResNet and plain, shortcut options A and B), PyTorch names.
-//! - [`data`], [`normalize`], [`augment`]: CIFAR-10 binary batches, input normalisation, the
-//!   paper's pad-crop-flip augmentation on whole batches.
-//! - [`train`]: the one training loop, with [`schedule`] and [`optim`].
-//! - [`checkpoint`]: safetensors checkpoints that PyTorch loads as they are.
-//! - [`bench`]: images/s and peak memory of the training step and of evaluation, in fp32 or
-//!   bf16 ([`model::Compute`]); [`alloc`]: the allocator setting that keeps steps free of
-//!   page faults.
+//! 1. **Foundations**: [`error`] (the typed errors), [`device`] (where to compute), [`alloc`]
+//!    (the allocator setting that keeps steps free of page faults), [`signals`] (SIGINT,
+//!    SIGTERM, SIGUSR1 stop training cleanly).
+//! 2. **Data**: [`data`] (CIFAR-10 binary batches), [`normalize`] (input normalisation),
+//!    [`augment`] (the paper's pad-crop-flip on whole batches).
+//! 3. **Networks**: [`model`] (ResNet and plain, shortcut options A and B, PyTorch names,
+//!    [`model::Compute`]: fp32/bf16, NCHW/channels-last), [`checkpoint`] (safetensors that
+//!    PyTorch loads as they are), [`inference`] (a checkpoint into its network; predict).
+//! 4. **Training**: [`optim`] (SGD as `torch.optim.SGD`, with its state in checkpoints),
+//!    [`schedule`] (the learning-rate schedule), [`metrics`] (`metrics.csv`, one row type),
+//!    [`evaluate`], and [`train`]: the one training loop ([`train::config`]: the settings
+//!    and `config.json`; [`train::resume`](mod@train::resume): where a run stands).
+//! 5. **Measurement and reports**: [`gradflow`] and [`analysis`] (gradients and responses
+//!    through depth, Fig. 7), [`report`] and [`summary`] (eval and layer tables), [`bench`]
+//!    (images/s and memory), [`viz`] (every figure, one drawing path).
+//! 6. **The study**: [`study`] (Fig. 6 and Table 6 as a grid of runs, on every core and GPU
+//!    of a box or as a Slurm job array).
+//!
+//! [`cli`] is the command line of the `resnet-cifar` binary (flags checked into the
+//! configurations above).
 
 pub mod alloc;
 pub mod analysis;
@@ -20,16 +33,14 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod evaluate;
-pub mod faults;
-pub mod figure;
+pub(crate) mod faults;
 pub mod gradflow;
 pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod optim;
-pub mod plot;
-pub mod progress;
+pub(crate) mod progress;
 pub mod report;
 pub mod schedule;
 pub mod signals;
@@ -37,6 +48,7 @@ pub mod study;
 pub mod summary;
 mod text;
 pub mod train;
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use model::{Arch, ResNet, ResNetConfig, Shortcut};

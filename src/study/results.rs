@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::figure::{line_chart_grid, Band, Line, Panel};
 use crate::metrics::read as read_metrics;
-use crate::plot::Row;
+use crate::viz::curves::Row;
+use crate::viz::figure::{line_chart_grid, Band, Line, Panel};
 
 use super::plan::{Cell, CellState, Grid};
 

@@ -1,4 +1,4 @@
-//! Figures drawn with plotters: the output plumbing shared with [`crate::plot`] (PNG or SVG
+//! Figures drawn with plotters: the output plumbing shared with [`crate::viz::curves`] (PNG or SVG
 //! chosen by the file's extension, the embedded DejaVu Sans font, size checks, the colour
 //! palette) and [`line_chart`], a generic chart of line panels stacked vertically, used for
 //! per-layer data such as gradient norms through depth or the layer responses of Fig. 7 of

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::figure::{check_size, line_chart, output_format, Line, Panel};
+use crate::viz::figure::{check_size, line_chart, output_format, Line, Panel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum XAxis {
@@ -111,7 +111,7 @@ pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
         lines.push(Line { name: s.name.clone(), points: points(true), dashed: false, bold: true, colour });
     }
     // Legend entries for the two line styles, in grey.
-    let grey = crate::figure::PALETTE.len() - 3;
+    let grey = crate::viz::figure::PALETTE.len() - 3;
     for (name, dashed) in [("train (dashed)", true), ("test (bold)", false)] {
         lines.push(Line { name: name.into(), points: Vec::new(), dashed, bold: !dashed, colour: grey });
     }
@@ -208,7 +208,7 @@ mod tests {
         let non_white = px.iter().filter(|p| **p != [255, 255, 255]).count();
         assert!(non_white > 2000, "{non_white} non-white pixels");
         // Both run colours are drawn.
-        for c in &crate::figure::PALETTE[..2] {
+        for c in &crate::viz::figure::PALETTE[..2] {
             assert!(px.contains(&[c.0, c.1, c.2]), "colour {c:?} missing");
         }
         // Glyphs: the y-axis description sits in the leftmost 30 px, left of the tick labels.
