@@ -153,14 +153,7 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
     if let Some(index) = args.run_cell {
         let summary = study::plan::run_cell(&args.out, index, &exec)?;
         if let Some(s) = summary {
-            let last = s.last();
-            println!(
-                "done: {} epochs in {:.1} min; final train error {:.2}%, test error {:.2}%",
-                s.epochs.len(),
-                s.wall_seconds / 60.0,
-                last.train_err,
-                last.test_err
-            );
+            println!("{}", s.describe());
         }
         return Ok(());
     }

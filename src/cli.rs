@@ -575,16 +575,6 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
         None => train::run(&args.into_config()?)?,
     };
-    let last = summary.last();
-    println!(
-        "done: {} epochs in {:.1} min on {}; final train error {:.2}%, test error {:.2}% (best {:.2}%); run in {}",
-        summary.epochs.len(),
-        summary.wall_seconds / 60.0,
-        summary.device,
-        last.train_err,
-        last.test_err,
-        summary.best_test_err(),
-        summary.out_dir.display()
-    );
+    println!("{}", summary.describe());
     Ok(())
 }

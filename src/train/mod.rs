@@ -48,6 +48,21 @@ impl RunSummary {
     pub fn best_test_err(&self) -> f64 {
         self.epochs.iter().map(|m| m.test_err).fold(f64::INFINITY, f64::min)
     }
+
+    /// The line that ends a run: epochs, time, device, final and best errors, where it is.
+    pub fn describe(&self) -> String {
+        let last = self.last();
+        format!(
+            "done: {} epochs in {:.1} min on {}; final train error {:.2}%, test error {:.2}% (best {:.2}%); run in {}",
+            self.epochs.len(),
+            self.wall_seconds / 60.0,
+            self.device,
+            last.train_err,
+            last.test_err,
+            self.best_test_err(),
+            self.out_dir.display()
+        )
+    }
 }
 
 /// Loads the data from `cfg.data_dir` and trains.
