@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -64,8 +64,9 @@ pub fn flow_at_init(cfg: ResNetConfig, batches: &[(Tensor, Tensor)], seed: i64, 
 /// Writes all tables into one CSV (a `model` column first) and the figure: ‖∂L/∂x_l‖
 /// relative to the last block, and std(x_l), against the boundary index, log scale.
 pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &str) -> Result<()> {
-    let mut w = csv::Writer::from_path(csv_path).with_context(|| format!("{}", csv_path.display()))?;
-    w.write_record(["model", "index", "boundary", "grad_norm", "ratio_to_last", "activation_std"])?;
+    let csv_err = |e: csv::Error| Error::io(csv_path, std::io::Error::other(e));
+    let mut w = csv::Writer::from_path(csv_path).map_err(csv_err)?;
+    w.write_record(["model", "index", "boundary", "grad_norm", "ratio_to_last", "activation_std"]).map_err(csv_err)?;
     for f in flows {
         for r in &f.rows {
             w.write_record([
@@ -75,10 +76,10 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
                 format!("{:e}", r.grad_norm),
                 format!("{:e}", r.ratio_to_last),
                 format!("{:e}", r.activation_std),
-            ])?;
+            ]).map_err(csv_err)?;
         }
     }
-    w.flush().with_context(|| format!("{}", csv_path.display()))?;
+    w.flush().map_err(|e| Error::io(csv_path, e))?;
     let lines = |pick: fn(&FlowRow) -> f64| -> Vec<Line> {
         flows
             .iter()
@@ -147,8 +148,9 @@ pub fn responses_of(
 
 /// Writes the Fig. 7 table (layer order and sorted order side by side) and figure.
 pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> Result<()> {
-    let mut w = csv::Writer::from_path(csv_path).with_context(|| format!("{}", csv_path.display()))?;
-    w.write_record(["model", "layer_index", "layer", "std", "sorted_index", "sorted_std"])?;
+    let csv_err = |e: csv::Error| Error::io(csv_path, std::io::Error::other(e));
+    let mut w = csv::Writer::from_path(csv_path).map_err(csv_err)?;
+    w.write_record(["model", "layer_index", "layer", "std", "sorted_index", "sorted_std"]).map_err(csv_err)?;
     let sorted = |r: &Responses| {
         let mut s: Vec<f64> = r.layers.iter().map(|(_, v)| *v).collect();
         s.sort_by(|a, b| b.total_cmp(a));
@@ -163,10 +165,10 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
                 format!("{std:.6}"),
                 (i + 1).to_string(),
                 format!("{s:.6}"),
-            ])?;
+            ]).map_err(csv_err)?;
         }
     }
-    w.flush().with_context(|| format!("{}", csv_path.display()))?;
+    w.flush().map_err(|e| Error::io(csv_path, e))?;
     let line = |i: usize, r: &Responses, ys: Vec<f64>| Line {
         name: r.name.clone(),
         points: ys.into_iter().enumerate().map(|(k, y)| ((k + 1) as f64, y)).collect(),

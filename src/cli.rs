@@ -426,7 +426,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plot(args)) => {
-            let series = args.runs.iter().map(|d| crate::viz::curves::read_run(d)).collect::<Result<Vec<_>>>()?;
+            let series = args.runs.iter().map(|d| crate::viz::curves::read_run(d)).collect::<crate::Result<Vec<_>>>()?;
             let opts = crate::viz::curves::PlotOptions {
                 x: args.x,
                 metric: args.metric,

@@ -14,6 +14,9 @@ pub enum Error {
     /// A checkpoint that cannot be read or does not fit the model.
     #[error("{path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
+    /// A figure or table that cannot be drawn or written (the message names the file).
+    #[error("{0}")]
+    Output(String),
     /// An I/O failure on a named file.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use crate::error::{Error, Result};
 
 use crate::viz::figure::{check_size, line_chart, output_format, Line, Panel};
 
@@ -54,7 +54,7 @@ pub type Row = crate::metrics::EpochMetrics;
 
 /// Reads a `metrics.csv` (at least one row); every error message is one line that names the file.
 pub fn read_metrics(path: &Path) -> Result<Vec<Row>> {
-    Ok(crate::metrics::read(path)?)
+    crate::metrics::read(path)
 }
 
 /// Reads `dir/metrics.csv`; the series is named after the directory (`resnet-56/seed-1`
@@ -76,11 +76,11 @@ pub fn read_run(dir: &Path) -> Result<Series> {
 pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
     output_format(out)?;
     if series.is_empty() {
-        bail!("no runs to plot");
+        return Err(Error::Output("no runs to plot".into()));
     }
     check_size((opts.width, opts.height), (300, 200))?;
     if let Some(y) = opts.ymax.filter(|y| !(y.is_finite() && *y > 0.0)) {
-        bail!("ymax must be a positive number, not {y}");
+        return Err(Error::Output(format!("ymax must be a positive number, not {y}")));
     }
     let x_of = |r: &Row| match opts.x {
         XAxis::Iterations => r.iteration as f64,

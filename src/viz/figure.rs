@@ -10,7 +10,16 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::{anyhow, bail, Result};
+use crate::error::{Error, Result};
+
+/// Returns early with an [`Error::Output`] built like `format!`.
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(Error::Output(format!($($t)*))) };
+}
+
+fn fail(msg: String) -> Error {
+    Error::Output(msg)
+}
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -116,22 +125,22 @@ pub(crate) trait Drawing {
 /// Registers the fonts, draws `what` at `size` pixels and writes it to `out`.
 pub(crate) fn render(out: &Path, format: Format, size: (u32, u32), what: &impl Drawing) -> Result<()> {
     register_fonts()?;
-    let fail = |e: &dyn std::fmt::Display| anyhow!("{}: cannot draw plot: {e}", out.display());
+    let draw_failed = |e: &dyn std::fmt::Display| fail(format!("{}: cannot draw plot: {e}", out.display()));
     match format {
         Format::Png => {
             // Rendered in memory and encoded here, so plotters needs no image crate of its own.
             let mut rgb = vec![0u8; 3 * size.0 as usize * size.1 as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-                what.draw(&root).map_err(|e| fail(&e))?;
-                root.present().map_err(|e| fail(&e))?;
+                what.draw(&root).map_err(|e| draw_failed(&e))?;
+                root.present().map_err(|e| draw_failed(&e))?;
             }
-            write_png(out, size, &rgb).map_err(|e| anyhow!("{}: cannot write PNG: {e}", out.display()))
+            write_png(out, size, &rgb).map_err(|e| fail(format!("{}: cannot write PNG: {e}", out.display())))
         }
         Format::Svg => {
             let root = SVGBackend::new(out, size).into_drawing_area();
-            what.draw(&root).map_err(|e| fail(&e))?;
-            root.present().map_err(|e| fail(&e))
+            what.draw(&root).map_err(|e| draw_failed(&e))?;
+            root.present().map_err(|e| draw_failed(&e))
         }
     }
 }
@@ -167,7 +176,7 @@ pub fn line_chart_grid(
     let columns = columns.clamp(1, panels.len());
     let rows = panels.len().div_ceil(columns);
     let min_h = 150 * rows as u32 + if title.is_some() { 40 } else { 0 };
-    check_size((width, height), (300 * columns as u32, min_h)).map_err(|e| anyhow!("{p}: {e}"))?;
+    check_size((width, height), (300 * columns as u32, min_h)).map_err(|e| fail(format!("{p}: {e}")))?;
     let mut prepared = Vec::with_capacity(panels.len());
     for (i, panel) in panels.iter().enumerate() {
         if let Some(y) = panel.y_max.filter(|y| !(y.is_finite() && *y > 0.0)) {
