@@ -19,6 +19,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+
+/// The `train` flags, from the binary's command line: every cell takes them.
+#[path = "../src/cli/train_args.rs"]
+#[allow(dead_code)] // the binary's helpers for its other subcommands
+mod train_args;
 use resnet_cifar::study::local::{self, LocalOptions};
 use resnet_cifar::study::slurm::{self, SlurmOptions};
 use resnet_cifar::study::{self, Grid, GridSpec};
@@ -151,14 +156,15 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
     archs.dedup();
     let (spec, exec) = GridSpec::new(args.depths.clone(), archs, args.seeds.clone(), &args.train_flags)?;
     if let Some(index) = args.run_cell {
-        let summary = study::plan::run_cell(&args.out, index, &exec)?;
+        let grid = Grid::open(&args.out, train_args::parse_train_flags)?;
+        let summary = study::plan::run_cell(&grid, index, &exec)?;
         if let Some(s) = summary {
             println!("{}", s.describe());
         }
         return Ok(());
     }
     if !args.collect {
-        let grid = Grid::plan(&args.out, spec)?;
+        let grid = Grid::plan(&args.out, spec, train_args::parse_train_flags)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
         if args.slurm {
             let opts = SlurmOptions {
@@ -188,7 +194,8 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
         local::run(&grid, &exe, &opts)?;
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
-    let (results, files) = study::collect(&args.out, device)?;
+    let grid = Grid::open(&args.out, train_args::parse_train_flags)?;
+    let (results, files) = study::collect(&grid, device)?;
     println!("\n{}", study::results::markdown(&results));
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!("wrote {}", names.join(", "));

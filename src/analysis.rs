@@ -76,7 +76,8 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
                 format!("{:e}", r.grad_norm),
                 format!("{:e}", r.ratio_to_last),
                 format!("{:e}", r.activation_std),
-            ]).map_err(csv_err)?;
+            ])
+            .map_err(csv_err)?;
         }
     }
     w.flush().map_err(|e| Error::io(csv_path, e))?;
@@ -165,7 +166,8 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
                 format!("{std:.6}"),
                 (i + 1).to_string(),
                 format!("{s:.6}"),
-            ]).map_err(csv_err)?;
+            ])
+            .map_err(csv_err)?;
         }
     }
     w.flush().map_err(|e| Error::io(csv_path, e))?;

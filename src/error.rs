@@ -29,9 +29,6 @@ pub enum Error {
     /// A grid stopped by SIGINT/SIGTERM: running cells wrote their checkpoints.
     #[error("stopped by signal {signal}: finished cells are kept and running ones wrote their checkpoints; rerun the same command to continue the grid in {}", dir.display())]
     GridInterrupted { signal: i32, dir: PathBuf },
-    /// Failures already reported on stderr one by one (e.g. unreadable images in `predict`).
-    #[error("failed (reported above)")]
-    Reported,
     /// A failure inside libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -36,10 +36,6 @@ fn target() -> Option<&'static (String, i64)> {
 }
 
 /// Pauses forever if `kind:n` is the configured fault point.
-#[cfg(not(feature = "fault-injection"))]
-pub fn pause_point(_kind: &str, _n: i64) {}
-
-/// Pauses forever if `kind:n` is the configured fault point.
 #[cfg(feature = "fault-injection")]
 pub fn pause_point(kind: &str, n: i64) {
     if let Some((k, m)) = target() {

@@ -20,15 +20,14 @@
 //! 6. **The study**: [`study`] (Fig. 6 and Table 6 as a grid of runs, on every core and GPU
 //!    of a box or as a Slurm job array).
 //!
-//! [`cli`] is the command line of the `resnet-cifar` binary (flags checked into the
-//! configurations above).
+//! The command line is the binary's (`src/main.rs`, `src/cli/`): raw flags there, checked
+//! into the configurations above; the library's errors are [`Error`], typed, with no exit codes.
 
 pub mod alloc;
 pub mod analysis;
 pub mod augment;
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;

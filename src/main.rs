@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use resnet_cifar::cli::{self, Cli};
+mod cli;
 
 fn main() -> ExitCode {
     // A write past a file-size limit then fails with an error we report, instead of the
@@ -13,20 +12,19 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     resnet_cifar::alloc::keep_freed_memory();
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref() {
-                Some(resnet_cifar::Error::Interrupted { signal, .. }) => {
-                    eprintln!("{e}");
-                    return ExitCode::from((128 + signal) as u8);
-                }
-                Some(resnet_cifar::Error::Reported) => return ExitCode::FAILURE,
-                _ => {}
+            if let Some(resnet_cifar::Error::Interrupted { signal, .. }) = e.downcast_ref() {
+                eprintln!("{e}");
+                return ExitCode::from((128 + signal) as u8);
+            }
+            if e.downcast_ref::<cli::Reported>().is_some() {
+                return ExitCode::FAILURE;
             }
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", one_line(&chain.join(": ")));
@@ -46,10 +44,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
         e.exit();
     }
     let text = e.render().to_string();
+    // The message and its tips; the usage block (which may span lines) and the pointer to
+    // --help are dropped.
     let parts: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
         .collect();
     let line = one_line(&parts.join(" "));
     eprintln!("{line}; see --help");

@@ -103,9 +103,9 @@ fn cases() -> Vec<Case> {
             expect: "record 42 has label 200",
         },
         Case { name: "depth not 6n+2", args: "train --depth 21", setup: no_setup, expect: "6n+2" },
-        Case { name: "batch size 0", args: "train --batch-size 0", setup: no_setup, expect: "--batch-size 0" },
+        Case { name: "batch size 0", args: "train --batch-size 0", setup: no_setup, expect: "'0' for '--batch-size" },
         Case { name: "negative lr", args: "train --lr -0.1", setup: no_setup, expect: "--lr -0.1" },
-        Case { name: "zero epochs", args: "train --epochs 0", setup: no_setup, expect: "--epochs 0" },
+        Case { name: "zero epochs", args: "train --epochs 0", setup: no_setup, expect: "'0' for '--epochs" },
         Case { name: "unknown device", args: "train --device tpu", setup: no_setup, expect: "unknown device" },
         Case {
             name: "validation split too large",
@@ -159,6 +159,12 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("run/metrics.csv"), "epoch\n").unwrap();
             },
             expect: "already holds a run",
+        },
+        Case {
+            name: "a flag that --resume would ignore",
+            args: "train --resume {D} --epochs 3",
+            setup: no_setup,
+            expect: "--epochs cannot be used with --resume",
         },
         Case {
             name: "resume where there is no run",

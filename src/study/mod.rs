@@ -11,17 +11,16 @@ pub mod plan;
 pub mod results;
 pub mod slurm;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::Result;
-pub use plan::{Cell, CellState, Exec, Grid, GridSpec};
+pub use plan::{Cell, CellState, Exec, FlagParser, Grid, GridSpec};
 
 /// Aggregates the finished cells of the grid in `dir`: the tables, Fig. 6 and, from the
 /// trained networks (the first seed of each), Fig. 7. Returns the files written.
-pub fn collect(dir: &Path, device: tch::Device) -> Result<(results::Results, Vec<PathBuf>)> {
-    let grid = Grid::open(dir)?;
-    let (res, curves) = results::collect(&grid)?;
-    let mut files = results::write(&grid, &res, &curves)?;
+pub fn collect(grid: &Grid, device: tch::Device) -> Result<(results::Results, Vec<PathBuf>)> {
+    let (res, curves) = results::collect(grid)?;
+    let mut files = results::write(grid, &res, &curves)?;
     let mut weights = Vec::new();
     for net in &res.nets {
         if let Some(c) = res.cells.iter().find(|c| c.arch == net.arch && c.depth == net.depth) {

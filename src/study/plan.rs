@@ -5,11 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::cli::TrainArgs;
 use crate::error::{Error, Result};
 use crate::model::Arch;
 use crate::train::TrainConfig;
@@ -115,12 +113,18 @@ struct GridFile {
     cells: Vec<Cell>,
 }
 
+/// Turns `train` flags (`argv[0]` the program name) into a checked configuration: the
+/// command line's parser, given by the program that runs the grid (the library has no
+/// flags of its own).
+pub type FlagParser = fn(&[String]) -> Result<TrainConfig>;
+
 /// A planned grid in its directory.
 #[derive(Debug, Clone)]
 pub struct Grid {
     pub dir: PathBuf,
     pub spec: GridSpec,
     pub cells: Vec<Cell>,
+    parse: FlagParser,
 }
 
 /// What a cell's directory holds.
@@ -138,17 +142,10 @@ pub enum CellState {
     },
 }
 
-#[derive(Parser)]
-#[command(name = "train")]
-struct TrainOnly {
-    #[command(flatten)]
-    args: TrainArgs,
-}
-
 impl Grid {
     /// Plans the grid in `dir`: checks every cell's flags, then writes `grid.json` or, when
     /// one is there, checks that it holds this very plan.
-    pub fn plan(dir: &Path, spec: GridSpec) -> Result<Grid> {
+    pub fn plan(dir: &Path, spec: GridSpec, parse: FlagParser) -> Result<Grid> {
         // The order cells run in: a whole replicate (every network, one seed) before the
         // next seed, so a partial grid already has a full table; the longest cells first.
         let mut depths = spec.depths.clone();
@@ -162,13 +159,13 @@ impl Grid {
                 }
             }
         }
-        let grid = Grid { dir: dir.to_path_buf(), spec, cells };
+        let grid = Grid { dir: dir.to_path_buf(), spec, cells, parse };
         for cell in &grid.cells {
             grid.config(cell, &Exec::default())?;
         }
         let path = dir.join("grid.json");
         if path.exists() {
-            let saved = Grid::open(dir)?;
+            let saved = Grid::open(dir, parse)?;
             if saved.spec != grid.spec {
                 return Err(Error::Config(format!(
                     "{} holds another plan ({}): use another --out, or rerun with the same flags",
@@ -190,7 +187,7 @@ impl Grid {
     }
 
     /// Reads the grid planned in `dir`.
-    pub fn open(dir: &Path) -> Result<Grid> {
+    pub fn open(dir: &Path, parse: FlagParser) -> Result<Grid> {
         let path = dir.join("grid.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Config(format!(
@@ -201,7 +198,7 @@ impl Grid {
         })?;
         let file: GridFile = serde_json::from_str(&text)
             .map_err(|e| Error::data(&path, format!("not a grid written by plain_vs_residual: {e}")))?;
-        Ok(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells })
+        Ok(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells, parse })
     }
 
     /// The cell's run directory.
@@ -222,12 +219,7 @@ impl Grid {
             argv.extend(["--device".into(), d.clone()]);
         }
         argv.extend(self.spec.train_flags.iter().cloned());
-        let parsed = TrainOnly::try_parse_from(&argv).map_err(|e| {
-            let text = e.render().to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
-            Error::Config(format!("train flags of the grid: {first}"))
-        })?;
-        parsed.args.into_config().map_err(|e| Error::Config(format!("{}: {e}", cell.name())))
+        (self.parse)(&argv).map_err(|e| Error::Config(format!("{}: {e}", cell.name())))
     }
 
     /// Looks at the cell's directory. A run there with other settings than the plan's is
@@ -283,8 +275,8 @@ impl Grid {
 
 /// Trains (or continues) cell `index` of the grid in `dir`, in this process: what each
 /// worker of `--jobs`, and each Slurm array task, runs.
-pub fn run_cell(dir: &Path, index: usize, exec: &Exec) -> Result<Option<crate::train::RunSummary>> {
-    let grid = Grid::open(dir)?;
+pub fn run_cell(grid: &Grid, index: usize, exec: &Exec) -> Result<Option<crate::train::RunSummary>> {
+    let dir = &grid.dir;
     let cell = grid.cells.get(index).ok_or_else(|| {
         Error::Config(format!(
             "cell {index} does not exist: the grid in {} has {} cells",
@@ -351,6 +343,32 @@ fn describe_difference(saved: &GridSpec, new: &GridSpec) -> String {
     }
 }
 
+/// A small stand-in for the command line's `train` parser, for the library's unit tests:
+/// `--arch --depth --seed --out --threads --device --epochs --precision --limit-train`.
+#[cfg(test)]
+pub(crate) fn test_parser(argv: &[String]) -> Result<TrainConfig> {
+    let mut cfg = TrainConfig::default();
+    let mut it = argv.iter().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| Error::Config(format!("{flag} needs a value")))?;
+        let bad = || Error::Config(format!("invalid value '{v}' for '{flag}'"));
+        match flag.as_str() {
+            "--arch" => cfg.model.arch = v.parse()?,
+            "--depth" => cfg.model.depth = v.parse().map_err(|_| bad())?,
+            "--seed" => cfg.seed = v.parse().map_err(|_| bad())?,
+            "--out" => cfg.out_dir = v.into(),
+            "--threads" => cfg.threads = Some(v.parse().map_err(|_| bad())?),
+            "--device" => cfg.device = crate::device::parse_device(v)?,
+            "--epochs" => cfg.epochs = v.parse().ok().filter(|e| *e >= 1).ok_or_else(bad)?,
+            "--precision" => cfg.compute.precision = v.parse()?,
+            "--limit-train" => cfg.limit_train = Some(v.parse().map_err(|_| bad())?),
+            _ => return Err(Error::Config(format!("unexpected argument '{flag}'"))),
+        }
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,7 +402,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (spec, _) =
             GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
-        let grid = Grid::plan(tmp.path(), spec.clone()).unwrap();
+        let grid = Grid::plan(tmp.path(), spec.clone(), test_parser).unwrap();
         assert_eq!(grid.cells.len(), 12);
         // Seed by seed, the deeper network of each architecture first.
         let order: Vec<String> = grid.cells[..4].iter().map(|c| c.dir.display().to_string()).collect();
@@ -394,21 +412,21 @@ mod tests {
         assert!(tmp.path().join("grid.json").exists());
         assert_eq!(grid.state(&grid.cells[0]).unwrap(), CellState::New);
         // The same plan again is fine; another is refused in one line.
-        Grid::plan(tmp.path(), spec.clone()).unwrap();
+        Grid::plan(tmp.path(), spec.clone(), test_parser).unwrap();
         let (other, _) =
             GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 3")).unwrap();
-        let e = Grid::plan(tmp.path(), other).unwrap_err().to_string();
+        let e = Grid::plan(tmp.path(), other, test_parser).unwrap_err().to_string();
         assert!(e.contains("another plan") && e.contains("--epochs 3") && !e.contains('\n'), "{e}");
         let (fewer, _) =
             GridSpec::new(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
-        assert!(Grid::plan(tmp.path(), fewer).unwrap_err().to_string().contains("depths"));
+        assert!(Grid::plan(tmp.path(), fewer, test_parser).unwrap_err().to_string().contains("depths"));
         // A bad train flag is caught before anything is written.
         let tmp2 = tempfile::tempdir().unwrap();
         let (bad, _) = GridSpec::new(vec![20], vec![Arch::Plain], vec![0], &flags("--epochs -1")).unwrap();
-        assert!(Grid::plan(tmp2.path(), bad).is_err());
+        assert!(Grid::plan(tmp2.path(), bad, test_parser).is_err());
         assert!(!tmp2.path().join("grid.json").exists());
         let (bad, _) = GridSpec::new(vec![21], vec![Arch::Plain], vec![0], &[]).unwrap();
-        assert!(Grid::plan(tmp2.path(), bad).unwrap_err().to_string().contains("6n+2"));
+        assert!(Grid::plan(tmp2.path(), bad, test_parser).unwrap_err().to_string().contains("6n+2"));
     }
 
     #[test]
@@ -421,7 +439,7 @@ mod tests {
             &flags("--epochs 7 --precision bf16 --limit-train 100"),
         )
         .unwrap();
-        let grid = Grid::plan(tmp.path(), spec).unwrap();
+        let grid = Grid::plan(tmp.path(), spec, test_parser).unwrap();
         let exec = Exec { threads: Some(3), device: Some("cpu".into()) };
         let cfg = grid.config(&grid.cells[0], &exec).unwrap();
         assert_eq!((cfg.model.depth, cfg.model.arch, cfg.seed, cfg.epochs), (56, Arch::Resnet, 4, 7));

@@ -1,5 +1,5 @@
-//! Command-line flags, parsed into raw values and then checked into the library's
-//! configurations. With no subcommand the binary trains, so the seed's
+//! The command line of the `resnet-cifar` binary: flags parsed into raw values (clap), then
+//! checked into the library's configurations. With no subcommand the binary trains, so the seed's
 //! `resnet-cifar --epochs 50 --batch_size 128` works as is.
 
 use std::path::PathBuf;
@@ -7,18 +7,20 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::analysis;
-use crate::bench::{self, BenchConfig, BenchMode};
-use crate::data::default_data_dir;
-use crate::device::parse_device;
-use crate::evaluate::evaluate;
-use crate::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
-use crate::model::{Arch, Compute, Layout, Precision, ResNetConfig, Shortcut};
-use crate::normalize::Normalization;
-use crate::normalize::Normalizer;
-use crate::report::{self, ReportContext};
-use crate::schedule::ScheduleKind;
-use crate::train::{self, TrainConfig};
+use resnet_cifar::analysis;
+use resnet_cifar::bench::{self, BenchConfig, BenchMode};
+use resnet_cifar::data::default_data_dir;
+use resnet_cifar::evaluate::evaluate;
+use resnet_cifar::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
+use resnet_cifar::model::{Arch, Compute, ResNetConfig, Shortcut};
+use resnet_cifar::normalize::Normalization;
+use resnet_cifar::normalize::Normalizer;
+use resnet_cifar::report::{self, ReportContext};
+use resnet_cifar::train;
+use tch::Device;
+
+mod train_args;
+pub use train_args::{device_arg, ComputeArgs, ModelArgs, TrainArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,23 +67,23 @@ pub struct BenchArgs {
     /// train: whole training steps; eval: passes over the test set.
     #[arg(long, value_enum, default_value_t = BenchMode::Train)]
     pub mode: BenchMode,
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Timed steps (eval: timed passes over the test set).
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..))]
     pub iters: i64,
     /// Untimed steps (passes) before timing.
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..))]
     pub warmup: i64,
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
     pub profile: bool,
     #[arg(long, default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = device_arg)]
+    pub device: Device,
     /// CPU threads for libtorch [default: libtorch's choice].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub threads: Option<i32>,
 }
 
@@ -116,9 +118,9 @@ pub struct GradFlowArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Training batches to average over (no augmentation, fixed seed).
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
     pub batches: i64,
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// No BatchNorm.
     #[arg(long)]
@@ -133,8 +135,8 @@ pub struct GradFlowArgs {
     pub data_dir: PathBuf,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: i64,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = device_arg)]
+    pub device: Device,
     #[command(flatten)]
     pub out: TableOutput,
 }
@@ -152,8 +154,8 @@ pub struct ResponsesArgs {
     /// Use the first N test images only.
     #[arg(long)]
     pub limit_test: Option<usize>,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = device_arg)]
+    pub device: Device,
     #[command(flatten)]
     pub out: TableOutput,
 }
@@ -167,11 +169,11 @@ pub struct PlotArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// x axis: iterations or epochs.
-    #[arg(long, value_enum, default_value_t = crate::viz::curves::XAxis::Iterations)]
-    pub x: crate::viz::curves::XAxis,
+    #[arg(long, value_enum, default_value_t = resnet_cifar::viz::curves::XAxis::Iterations)]
+    pub x: resnet_cifar::viz::curves::XAxis,
     /// error (%) or loss.
-    #[arg(long, value_enum, default_value_t = crate::viz::curves::Metric::Error)]
-    pub metric: crate::viz::curves::Metric,
+    #[arg(long, value_enum, default_value_t = resnet_cifar::viz::curves::Metric::Error)]
+    pub metric: resnet_cifar::viz::curves::Metric,
     /// Top of the y axis [default: 20 for error, like the paper; the largest loss for loss].
     #[arg(long, allow_negative_numbers = true)]
     pub ymax: Option<f64>,
@@ -198,8 +200,8 @@ pub struct WeightsArgs {
     #[arg(long, value_enum)]
     pub shortcut: Option<Shortcut>,
     /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = device_arg)]
+    pub device: Device,
     /// Directory with the CIFAR-10 binary batches.
     #[arg(long, default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
@@ -207,7 +209,7 @@ pub struct WeightsArgs {
 
 impl WeightsArgs {
     fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer)> {
-        let device = parse_device(&self.device)?;
+        let device = self.device;
         let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut };
         let loaded = load_model(&self.weights, &overrides, device, compute)?;
         let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
@@ -234,171 +236,52 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub weights: WeightsArgs,
     /// How many classes to show per image.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..))]
     pub top: i64,
     /// PNG or JPEG files, any size (resized to 32×32).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
 
-/// Which network.
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Depth 6n+2: 20, 32, 44, 56, 110, 1202, …
-    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
-    pub depth: i64,
-    /// Residual network or the plain baseline without shortcuts.
-    #[arg(long, value_enum, default_value_t = Arch::Resnet)]
-    pub arch: Arch,
-    /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
-    #[arg(long, value_enum, default_value_t = Shortcut::A)]
-    pub shortcut: Shortcut,
-    /// No BatchNorm (convolutions get a bias): where vanishing gradients show in full.
-    #[arg(long)]
-    pub no_bn: bool,
-    /// Start every residual block as the identity (last BN's γ = 0): "F(x) = 0 is easy".
-    #[arg(long)]
-    pub zero_init_residual: bool,
-    /// Classes of the classifier (10 for CIFAR-10).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
-    pub num_classes: i64,
-}
-
-impl ModelArgs {
-    pub fn config(&self) -> ResNetConfig {
-        ResNetConfig {
-            depth: self.depth,
-            arch: self.arch,
-            shortcut: self.shortcut,
-            batch_norm: !self.no_bn,
-            zero_init_residual: self.zero_init_residual,
-            num_classes: self.num_classes,
+/// Parses the command line. With `--resume` the run's settings come from its config.json,
+/// so any other flag than `--threads` and `--device` would be ignored: it is refused.
+pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches()?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let train = match matches.subcommand() {
+        Some(("train", sub)) => sub,
+        Some(_) => return Ok(cli),
+        None => &matches,
+    };
+    let given = |id: &str| train.value_source(id) == Some(ValueSource::CommandLine);
+    if given("resume") {
+        let ignored =
+            train.ids().map(|id| id.as_str()).find(|id| !matches!(*id, "resume" | "threads" | "device") && given(id));
+        if let Some(id) = ignored {
+            let msg = format!(
+                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads and --device may change)",
+                id.replace('_', "-")
+            );
+            return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
         }
     }
+    Ok(cli)
 }
 
-/// How the network computes (no effect on parameters or checkpoints).
-#[derive(Debug, Clone, Args)]
-pub struct ComputeArgs {
-    /// fp32, or bf16 mixed precision (bf16 convolutions and activations; fp32 weights,
-    /// BN statistics and loss).
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
-    /// Memory layout of activations: channels-last (NHWC strides, faster on CPU and GPU) or nchw.
-    #[arg(long, value_enum, default_value_t = Layout::ChannelsLast)]
-    pub layout: Layout,
-}
+/// Failures already reported on stderr one by one (e.g. unreadable images in `predict`):
+/// the binary exits non-zero without another message.
+#[derive(Debug)]
+pub struct Reported;
 
-impl ComputeArgs {
-    pub fn compute(&self) -> Compute {
-        Compute::new(self.precision, self.layout)
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed (reported above)")
     }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Epochs (the schedule divides the lr by 10 at 50 % and 75 % of them).
-    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
-    pub epochs: i64,
-    /// Images per SGD step.
-    #[arg(long, alias = "batch_size", default_value_t = 128, allow_negative_numbers = true)]
-    pub batch_size: i64,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
-    pub weight_decay: f64,
-    /// `scaled`: drops at 50 %/75 % of --epochs; `paper`: exactly 64k iterations, drops at 32k/48k.
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Scaled)]
-    pub schedule: ScheduleKind,
-    /// Iterations at lr/10 before the schedule starts [default: 400 from depth 110, else 0].
-    #[arg(long, allow_negative_numbers = true)]
-    pub warmup_iters: Option<i64>,
-    /// Input normalisation.
-    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
-    pub normalize: Normalization,
-    /// Hold out the last N training images for validation (the paper: 5000).
-    #[arg(long, default_value_t = 0)]
-    pub val_split: usize,
-    /// Directory with the CIFAR-10 binary batches.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
-    /// Run directory [default: runs/<arch>-<depth>-<timestamp>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N [default: auto; with --resume, the run's own].
-    #[arg(long)]
-    pub device: Option<String>,
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub seed: i64,
-    /// CPU threads for libtorch [default: libtorch's choice].
-    #[arg(long, allow_negative_numbers = true)]
-    pub threads: Option<i32>,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    pub limit_train: Option<usize>,
-    /// Evaluate on the first N test images only.
-    #[arg(long)]
-    pub limit_test: Option<usize>,
-    /// Add per-epoch mean ‖∂L/∂x‖ at the input and at each stage's input to metrics.csv.
-    #[arg(long)]
-    pub log_grad_norms: bool,
-    /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub save_every: i64,
-    #[command(flatten)]
-    pub compute: ComputeArgs,
-    /// Continue the run in this directory from its last checkpoint (its settings come from
-    /// its config.json; only --threads and --device may change).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-}
-
-impl TrainArgs {
-    /// Checks the flags into a training configuration.
-    pub fn into_config(self) -> Result<TrainConfig> {
-        let model = self.model.config();
-        let out = self.out.unwrap_or_else(|| {
-            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-            PathBuf::from(format!("runs/{}-{stamp}", model.name()))
-        });
-        let cfg = TrainConfig {
-            model,
-            compute: self.compute.compute(),
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            warmup_iters: self.warmup_iters,
-            normalization: self.normalize,
-            val_split: self.val_split,
-            limit_train: self.limit_train,
-            limit_test: self.limit_test,
-            data_dir: self.data_dir,
-            out_dir: out,
-            device: parse_device(self.device.as_deref().unwrap_or("auto"))?,
-            seed: self.seed,
-            threads: self.threads,
-            quiet: false,
-            log_grad_norms: self.log_grad_norms,
-            save_every: self.save_every,
-            read_every_step: None,
-            handle_signals: true,
-        };
-        cfg.validate()?;
-        anyhow::ensure!(self.save_every >= 0, "--save-every {} must be ≥ 0", self.save_every);
-        if let Some(w) = cfg.warmup_iters {
-            anyhow::ensure!(w >= 0, "--warmup-iters {w} must be ≥ 0");
-        }
-        Ok(cfg)
-    }
-}
+impl std::error::Error for Reported {}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -406,7 +289,7 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train_command(cli.train),
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Summary(args)) => {
-            print!("{}", crate::summary::summary(args.config())?);
+            print!("{}", resnet_cifar::summary::summary(args.config())?);
             Ok(())
         }
         Some(Command::Eval(args)) => eval_command(&args),
@@ -414,7 +297,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Responses(args)) => {
-            let device = parse_device(&args.device)?;
+            let device = args.device;
             let all = analysis::responses_of(&args.weights, args.normalize, &args.data_dir, args.limit_test, device)?;
             let plot = args.out.plot_path();
             analysis::write_responses(&all, &args.out.output, &plot)?;
@@ -426,15 +309,19 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plot(args)) => {
-            let series = args.runs.iter().map(|d| crate::viz::curves::read_run(d)).collect::<crate::Result<Vec<_>>>()?;
-            let opts = crate::viz::curves::PlotOptions {
+            let series = args
+                .runs
+                .iter()
+                .map(|d| resnet_cifar::viz::curves::read_run(d))
+                .collect::<resnet_cifar::Result<Vec<_>>>()?;
+            let opts = resnet_cifar::viz::curves::PlotOptions {
                 x: args.x,
                 metric: args.metric,
                 ymax: args.ymax,
                 title: args.title.clone(),
                 ..Default::default()
             };
-            crate::viz::curves::plot(&series, &args.output, &opts)?;
+            resnet_cifar::viz::curves::plot(&series, &args.output, &opts)?;
             println!("wrote {}", args.output.display());
             Ok(())
         }
@@ -448,16 +335,14 @@ impl GradFlowArgs {
 }
 
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
-    anyhow::ensure!(args.batches >= 1, "--batches {} must be at least 1", args.batches);
-    anyhow::ensure!(args.batch_size >= 1, "--batch-size {} must be at least 1", args.batch_size);
-    let device = parse_device(&args.device)?;
-    let data = crate::data::Cifar10::load(&args.data_dir)?;
+    let device = args.device;
+    let data = resnet_cifar::data::Cifar10::load(&args.data_dir)?;
     let mut flows = Vec::new();
     let batches_for = |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.fixed_batches(), device);
     if let Some(w) = &args.weights {
         let loaded = load_model(w, &ModelOverrides::default(), device, Compute::default())?;
         let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &args.data_dir)?.to_device(device);
-        let rows = crate::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
+        let rows = resnet_cifar::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
         flows.push(analysis::Flow { name: loaded.model.config.name(), rows });
     } else {
         let kind = args.normalize.unwrap_or_default();
@@ -498,7 +383,6 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
 
 fn bench_command(args: &BenchArgs) -> Result<()> {
     if let Some(t) = args.threads {
-        anyhow::ensure!(t >= 1, "--threads {t} must be at least 1");
         tch::set_num_threads(t);
     }
     let cfg = BenchConfig {
@@ -509,7 +393,7 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
         iters: args.iters,
         warmup: args.warmup,
         data_dir: args.data_dir.clone(),
-        device: parse_device(&args.device)?,
+        device: args.device,
         profile: args.profile,
     };
     let result = bench::run(&cfg)?;
@@ -521,11 +405,12 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
     let (loaded, normalizer) = w.load(args.compute.compute())?;
     let dir = &w.data_dir;
-    crate::data::check_data_dir(dir)?;
-    let test =
-        crate::data::load_split(dir, &[crate::data::TEST_FILE])?.take(args.limit_test).to_device(loaded.vs.device());
+    resnet_cifar::data::check_data_dir(dir)?;
+    let test = resnet_cifar::data::load_split(dir, &[resnet_cifar::data::TEST_FILE])?
+        .take(args.limit_test)
+        .to_device(loaded.vs.device());
     let eval = evaluate(&loaded.model, &test, &normalizer);
-    let classes = crate::data::load_classes(dir);
+    let classes = resnet_cifar::data::load_classes(dir);
     let ctx = ReportContext {
         checkpoint: &w.weights.display().to_string(),
         data_dir: &dir.display().to_string(),
@@ -542,9 +427,8 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
 }
 
 fn predict_command(args: &PredictArgs) -> Result<()> {
-    anyhow::ensure!(args.top >= 1, "--top {} must be at least 1", args.top);
     let (loaded, normalizer) = args.weights.load(Compute::default())?;
-    let classes = crate::data::load_classes(&args.weights.data_dir);
+    let classes = resnet_cifar::data::load_classes(&args.weights.data_dir);
     let mut failed = 0;
     for path in &args.images {
         let result = read_image(path)
@@ -562,17 +446,14 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
         }
     }
     if failed > 0 {
-        return Err(crate::Error::Reported.into());
+        return Err(Reported.into());
     }
     Ok(())
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
     let summary = match &args.resume {
-        Some(dir) => {
-            let device = args.device.as_deref().map(parse_device).transpose()?;
-            train::resume(dir, args.threads, device, false)?
-        }
+        Some(dir) => train::resume(dir, args.threads, args.device, false)?,
         None => train::run(&args.into_config()?)?,
     };
     println!("{}", summary.describe());

@@ -1,0 +1,199 @@
+//! The flags of `train` (the network, how it computes, the run) and their check into a
+//! [`TrainConfig`]: raw flags here, validated settings in the library. Shared by the
+//! `resnet-cifar` binary and the `plain_vs_residual` example (whose cells take every
+//! `train` flag), so it names the library by its crate path.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+use resnet_cifar::data::default_data_dir;
+use resnet_cifar::device::parse_device;
+use resnet_cifar::model::{Arch, Compute, Layout, Precision, ResNetConfig, Shortcut};
+use resnet_cifar::normalize::Normalization;
+use resnet_cifar::schedule::ScheduleKind;
+use resnet_cifar::train::TrainConfig;
+use resnet_cifar::{Error, Result};
+use tch::Device;
+
+/// Which network.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Depth 6n+2: 20, 32, 44, 56, 110, 1202, …
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
+    pub depth: i64,
+    /// Residual network or the plain baseline without shortcuts.
+    #[arg(long, value_enum, default_value_t = Arch::Resnet)]
+    pub arch: Arch,
+    /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
+    #[arg(long, value_enum, default_value_t = Shortcut::A)]
+    pub shortcut: Shortcut,
+    /// No BatchNorm (convolutions get a bias): where vanishing gradients show in full.
+    #[arg(long)]
+    pub no_bn: bool,
+    /// Start every residual block as the identity (last BN's γ = 0): "F(x) = 0 is easy".
+    #[arg(long)]
+    pub zero_init_residual: bool,
+    /// Classes of the classifier (10 for CIFAR-10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
+    pub num_classes: i64,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> ResNetConfig {
+        ResNetConfig {
+            depth: self.depth,
+            arch: self.arch,
+            shortcut: self.shortcut,
+            batch_norm: !self.no_bn,
+            zero_init_residual: self.zero_init_residual,
+            num_classes: self.num_classes,
+        }
+    }
+}
+
+/// How the network computes (no effect on parameters or checkpoints).
+#[derive(Debug, Clone, Args)]
+pub struct ComputeArgs {
+    /// fp32, or bf16 mixed precision (bf16 convolutions and activations; fp32 weights,
+    /// BN statistics and loss).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Memory layout of activations: channels-last (NHWC strides, faster on CPU and GPU) or nchw.
+    #[arg(long, value_enum, default_value_t = Layout::ChannelsLast)]
+    pub layout: Layout,
+}
+
+impl ComputeArgs {
+    pub fn compute(&self) -> Compute {
+        Compute::new(self.precision, self.layout)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Epochs (the schedule divides the lr by 10 at 50 % and 75 % of them).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    pub epochs: i64,
+    /// Images per SGD step.
+    #[arg(long, alias = "batch_size", default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
+    pub batch_size: i64,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
+    pub weight_decay: f64,
+    /// `scaled`: drops at 50 %/75 % of --epochs; `paper`: exactly 64k iterations, drops at 32k/48k.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Scaled)]
+    pub schedule: ScheduleKind,
+    /// Iterations at lr/10 before the schedule starts [default: 400 from depth 110, else 0].
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    pub warmup_iters: Option<i64>,
+    /// Input normalisation.
+    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
+    pub normalize: Normalization,
+    /// Hold out the last N training images for validation (the paper: 5000).
+    #[arg(long, default_value_t = 0)]
+    pub val_split: usize,
+    /// Directory with the CIFAR-10 binary batches.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Run directory [default: runs/<arch>-<depth>-<timestamp>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N [default: auto; with --resume, the run's own].
+    #[arg(long, value_parser = device_arg)]
+    pub device: Option<Device>,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// CPU threads for libtorch [default: libtorch's choice].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+    /// Train on the first N training images only.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub limit_test: Option<usize>,
+    /// Add per-epoch mean ‖∂L/∂x‖ at the input and at each stage's input to metrics.csv.
+    #[arg(long)]
+    pub log_grad_norms: bool,
+    /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    pub save_every: i64,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Continue the run in this directory from its last checkpoint (its settings come from
+    /// its config.json; only --threads and --device may change).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// Checks the flags into a training configuration (counts were checked by the parser;
+    /// what is left is the library's to say: depth 6n+2, the learning rate, the device…).
+    pub fn into_config(self) -> Result<TrainConfig> {
+        let model = self.model.config();
+        let out = self.out.unwrap_or_else(|| {
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            PathBuf::from(format!("runs/{}-{stamp}", model.name()))
+        });
+        let cfg = TrainConfig {
+            model,
+            compute: self.compute.compute(),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_iters: self.warmup_iters,
+            normalization: self.normalize,
+            val_split: self.val_split,
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
+            data_dir: self.data_dir,
+            out_dir: out,
+            device: match self.device {
+                Some(d) => d,
+                None => parse_device("auto")?,
+            },
+            seed: self.seed,
+            threads: self.threads,
+            quiet: false,
+            log_grad_norms: self.log_grad_norms,
+            save_every: self.save_every,
+            read_every_step: None,
+            handle_signals: true,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `--device`: auto, cpu, cuda or cuda:N, checked by the parser.
+pub fn device_arg(s: &str) -> std::result::Result<Device, String> {
+    parse_device(s).map_err(|e| e.to_string())
+}
+
+#[derive(Parser)]
+#[command(name = "train")]
+struct TrainOnly {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+/// Parses `train` flags (`argv[0]` is the program name) into a checked configuration; a
+/// usage error is one line. (The example's grid uses it; the binary parses whole commands.)
+#[allow(dead_code)]
+pub fn parse_train_flags(argv: &[String]) -> Result<TrainConfig> {
+    let parsed = TrainOnly::try_parse_from(argv).map_err(|e| {
+        let text = e.render().to_string();
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
+        Error::Config(first.to_string())
+    })?;
+    parsed.args.into_config()
+}
