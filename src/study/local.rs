@@ -115,176 +115,243 @@ fn fmt_duration(secs: f64) -> String {
 /// Runs every unfinished cell of `grid` with the binary `exe` (see [`cell_command`]).
 pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
     let mut todo = Vec::new();
-    let mut planned = Vec::new();
     for cell in &grid.cells {
-        let st = grid.state(cell)?;
-        let epochs = match st {
+        let epochs = match grid.state(cell)? {
             CellState::Finished { .. } => continue,
             CellState::Interrupted { epochs, .. } => epochs,
             CellState::New => grid.config(cell, &Exec::default())?.epochs,
         };
-        todo.push(cell.clone());
-        planned.push((cell.index, epochs));
+        todo.push((cell.clone(), epochs));
     }
-    let total = grid.cells.len();
-    let finished_before = total - todo.len();
     if todo.is_empty() {
         println!("every cell of {} is finished", grid.dir.display());
         return Ok(());
     }
-    let devices = if opts.devices.is_empty() { default_devices() } else { opts.devices.clone() };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (jobs, threads) = split(todo.len(), &devices, cores, opts.jobs, opts.threads);
-    std::fs::create_dir_all(grid.dir.join("logs")).map_err(|e| Error::io(grid.dir.join("logs"), e))?;
+    let mut runner = Runner::new(grid, exe, opts, todo)?;
+    while runner.launch()? {
+        std::thread::sleep(Duration::from_millis(500));
+        runner.poll()?;
+        runner.show_time_left();
+    }
+    runner.finish()
+}
 
-    let interactive = !opts.quiet && crate::progress::interactive();
-    let multi = MultiProgress::with_draw_target(if interactive {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let overall = multi.add(ProgressBar::new(total as u64));
-    overall.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} cells {msg}").unwrap());
-    overall.set_prefix("grid");
-    overall.set_position(finished_before as u64);
-    let say = |line: String| {
-        if interactive {
-            multi.println(line).ok();
+/// The local runner's state: the queue, the cells running, the display.
+struct Runner<'a> {
+    grid: &'a Grid,
+    exe: &'a Path,
+    devices: Vec<String>,
+    jobs: usize,
+    threads: i32,
+    /// Cells left, with the epochs each is planned for.
+    queue: std::collections::VecDeque<(Cell, i64)>,
+    running: Vec<(Running, i64)>,
+    failed: Vec<String>,
+    done: usize,
+    next_device: usize,
+    pace: Pace,
+    display: Display,
+    /// SIGINT and SIGTERM flags; the signal that stopped the grid.
+    flags: Vec<(i32, Arc<AtomicBool>)>,
+    signal: Option<i32>,
+}
+
+/// One line per running cell and one for the grid (on a terminal), or plain lines.
+struct Display {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    interactive: bool,
+}
+
+impl Display {
+    fn new(total: usize, done: usize, quiet: bool) -> Self {
+        let interactive = !quiet && crate::progress::interactive();
+        let target = if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(total as u64));
+        overall.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} cells {msg}").unwrap());
+        overall.set_prefix("grid");
+        overall.set_position(done as u64);
+        Display { multi, overall, interactive }
+    }
+
+    fn say(&self, line: String) {
+        if self.interactive {
+            self.multi.println(line).ok();
         } else {
             println!("{line}");
         }
-    };
-    say(format!(
-        "{} cells ({} finished), {} at a time on {}, {} thread(s) each; logs in {}",
-        total,
-        finished_before,
-        jobs,
-        devices.join(","),
-        threads,
-        grid.dir.join("logs").display()
-    ));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut signal = None;
-    let flags: Vec<(i32, Arc<AtomicBool>)> = [libc::SIGINT, libc::SIGTERM]
-        .into_iter()
-        .map(|s| {
-            let f = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(s, Arc::clone(&f)).map(|_| (s, f))
-        })
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::Config(format!("cannot install the signal handler: {e}")))?;
-
-    let mut pace = Pace::default();
-    for cell in &grid.cells {
-        pace.learn(grid, cell);
     }
-    let mut queue: std::collections::VecDeque<Cell> = todo.into();
-    let mut running: Vec<Running> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
-    let mut done = finished_before;
-    let mut next_device = 0usize;
-    let epochs_of = |c: &Cell| planned.iter().find(|(i, _)| *i == c.index).map_or(1, |p| p.1);
-    loop {
-        if let Some((s, _)) = flags.iter().find(|(_, f)| f.load(Ordering::Relaxed)) {
-            if !stop.swap(true, Ordering::Relaxed) {
-                signal = Some(*s);
-                say(format!("signal {s}: stopping; each running cell writes its checkpoint"));
-                for r in &running {
+
+    fn cell_bar(&self, cell: &Cell, device: &str, epochs: i64, done: usize) -> ProgressBar {
+        let bar = self.multi.insert_before(&self.overall, ProgressBar::new(epochs as u64));
+        bar.set_style(
+            ProgressStyle::with_template("  {prefix:24} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed})").unwrap(),
+        );
+        bar.enable_steady_tick(Duration::from_secs(1));
+        bar.set_prefix(format!("{} ({device})", cell.name()));
+        bar.set_position(done as u64);
+        bar
+    }
+}
+
+impl<'a> Runner<'a> {
+    fn new(grid: &'a Grid, exe: &'a Path, opts: &LocalOptions, todo: Vec<(Cell, i64)>) -> Result<Self> {
+        let devices = if opts.devices.is_empty() { default_devices() } else { opts.devices.clone() };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (jobs, threads) = split(todo.len(), &devices, cores, opts.jobs, opts.threads);
+        let logs = grid.dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
+        let total = grid.cells.len();
+        let done = total - todo.len();
+        let display = Display::new(total, done, opts.quiet);
+        display.say(format!(
+            "{total} cells ({done} finished), {jobs} at a time on {}, {threads} thread(s) each; logs in {}",
+            devices.join(","),
+            logs.display()
+        ));
+        let flags = [libc::SIGINT, libc::SIGTERM]
+            .into_iter()
+            .map(|s| {
+                let f = Arc::new(AtomicBool::new(false));
+                signal_hook::flag::register(s, Arc::clone(&f)).map(|_| (s, f))
+            })
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::Config(format!("cannot install the signal handler: {e}")))?;
+        let mut pace = Pace::default();
+        for cell in &grid.cells {
+            pace.learn(grid, cell);
+        }
+        Ok(Runner {
+            grid,
+            exe,
+            devices,
+            jobs,
+            threads,
+            queue: todo.into(),
+            running: Vec::new(),
+            failed: Vec::new(),
+            done,
+            next_device: 0,
+            pace,
+            display,
+            flags,
+            signal: None,
+        })
+    }
+
+    /// Passes a signal on to the cells, or starts cells while slots are free; `false` when
+    /// nothing runs any more.
+    fn launch(&mut self) -> Result<bool> {
+        if self.signal.is_none() {
+            if let Some((s, _)) = self.flags.iter().find(|(_, f)| f.load(Ordering::Relaxed)) {
+                self.signal = Some(*s);
+                self.display.say(format!("signal {s}: stopping; each running cell writes its checkpoint"));
+                for (r, _) in &self.running {
                     // SAFETY: sending a signal to a child we started and have not reaped.
                     unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
                 }
             }
         }
-        while !stop.load(Ordering::Relaxed) && running.len() < jobs {
-            let Some(cell) = queue.pop_front() else { break };
-            let device = devices[next_device % devices.len()].clone();
-            next_device += 1;
-            let exec = Exec { threads: Some(threads), device: Some(device.clone()) };
-            let argv = cell_command(exe, &grid.dir, cell.index, &exec);
-            let log_path = grid.log_path(&cell);
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(|e| Error::io(&log_path, e))?;
-            let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-            let child = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err)
-                .spawn()
-                .map_err(|e| Error::io(&argv[0], e))?;
-            let bar = multi.insert_before(&overall, ProgressBar::new(epochs_of(&cell) as u64));
-            bar.set_style(
-                ProgressStyle::with_template("  {prefix:24} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed})").unwrap(),
-            );
-            bar.enable_steady_tick(Duration::from_secs(1));
-            bar.set_prefix(format!("{} ({device})", cell.name()));
-            bar.set_position(epochs_done(grid, &cell) as u64);
-            say(format!("started {} on {device}", cell.name()));
-            running.push(Running { cell, child, bar, device, started: Instant::now() });
+        while self.signal.is_none() && self.running.len() < self.jobs {
+            let Some((cell, epochs)) = self.queue.pop_front() else { break };
+            let device = self.devices[self.next_device % self.devices.len()].clone();
+            self.next_device += 1;
+            let child = self.spawn(&cell, &device)?;
+            let bar = self.display.cell_bar(&cell, &device, epochs, epochs_done(self.grid, &cell));
+            self.display.say(format!("started {} on {device}", cell.name()));
+            self.running.push((Running { cell, child, bar, device, started: Instant::now() }, epochs));
         }
-        if running.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        Ok(!self.running.is_empty())
+    }
+
+    /// Starts the process of `cell` on `device`, its output appended to the cell's log.
+    fn spawn(&self, cell: &Cell, device: &str) -> Result<Child> {
+        let exec = Exec { threads: Some(self.threads), device: Some(device.to_string()) };
+        let argv = cell_command(self.exe, &self.grid.dir, cell.index, &exec);
+        let log_path = self.grid.log_path(cell);
+        let open = || std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
+        let (out, err) = (open(), open());
+        let (out, err) = (out.map_err(|e| Error::io(&log_path, e))?, err.map_err(|e| Error::io(&log_path, e))?);
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::io(&argv[0], e))
+    }
+
+    /// Updates each running cell's line and collects the cells that ended.
+    fn poll(&mut self) -> Result<()> {
         let mut i = 0;
-        while i < running.len() {
-            let r = &mut running[i];
-            let status = r.child.try_wait().map_err(|e| Error::io(&grid.dir, e))?;
-            let rows = crate::metrics::read(&grid.cell_dir(&r.cell).join("metrics.csv")).ok();
-            if let Some(last) = rows.as_ref().and_then(|v| v.last()) {
-                r.bar.set_position(rows.as_ref().map_or(0, |v| v.len()) as u64);
+        while i < self.running.len() {
+            let (r, _) = &mut self.running[i];
+            let status = r.child.try_wait().map_err(|e| Error::io(&self.grid.dir, e))?;
+            if let Ok(rows) = crate::metrics::read(&self.grid.cell_dir(&r.cell).join("metrics.csv")) {
+                let last = rows.last().expect("metrics::read returns at least one row");
+                r.bar.set_position(rows.len() as u64);
                 r.bar.set_message(format!("train {:.1}% test {:.1}%", last.train_err, last.test_err));
             }
-            let Some(status) = status else {
-                i += 1;
-                continue;
-            };
-            let r = running.swap_remove(i);
-            r.bar.finish_and_clear();
-            multi.remove(&r.bar);
-            let minutes = r.started.elapsed().as_secs_f64() / 60.0;
-            match grid.state(&r.cell) {
-                Ok(CellState::Finished { .. }) if status.success() => {
-                    done += 1;
-                    pace.learn(grid, &r.cell);
-                    say(format!("finished {} on {} in {minutes:.1} min", r.cell.name(), r.device));
-                }
-                _ if stop.load(Ordering::Relaxed) => {
-                    say(format!("stopped {} ({status}); it continues from its checkpoint next time", r.cell.name()))
-                }
-                _ => {
-                    let log = grid.log_path(&r.cell);
-                    let why = last_line(&log).unwrap_or_else(|| status.to_string());
-                    say(format!("FAILED {}: {why} (log: {})", r.cell.name(), log.display()));
-                    failed.push(format!("{} ({why})", r.cell.name()));
+            match status {
+                None => i += 1,
+                Some(status) => {
+                    let (r, _) = self.running.swap_remove(i);
+                    self.ended(r, status);
                 }
             }
         }
-        overall.set_position(done as u64);
-        let left: f64 = queue
-            .iter()
-            .map(|c| pace.of(c).map(|s| s * epochs_of(c) as f64))
-            .chain(running.iter().map(|r| {
-                let rest = epochs_of(&r.cell) as f64 - epochs_done(grid, &r.cell) as f64;
-                pace.of(&r.cell).map(|s| s * rest)
-            }))
-            .map(|x| x.unwrap_or(f64::NAN))
-            .sum();
-        let eta = if left.is_finite() { format!("~{} left", fmt_duration(left / jobs as f64)) } else { String::new() };
-        overall.set_message(format!("· {} running · {eta}", running.len()));
+        self.display.overall.set_position(self.done as u64);
+        Ok(())
     }
-    overall.finish_and_clear();
-    if let Some(signal) = signal {
-        return Err(Error::GridInterrupted { signal, dir: grid.dir.clone() });
+
+    /// Reports a cell whose process ended: finished, stopped by a signal, or failed.
+    fn ended(&mut self, r: Running, status: std::process::ExitStatus) {
+        r.bar.finish_and_clear();
+        self.display.multi.remove(&r.bar);
+        let minutes = r.started.elapsed().as_secs_f64() / 60.0;
+        let name = r.cell.name();
+        match self.grid.state(&r.cell) {
+            Ok(CellState::Finished { .. }) if status.success() => {
+                self.done += 1;
+                self.pace.learn(self.grid, &r.cell);
+                self.display.say(format!("finished {name} on {} in {minutes:.1} min", r.device));
+            }
+            _ if self.signal.is_some() => {
+                self.display.say(format!("stopped {name} ({status}); it continues from its checkpoint next time"))
+            }
+            _ => {
+                let log = self.grid.log_path(&r.cell);
+                let why = last_line(&log).unwrap_or_else(|| status.to_string());
+                self.display.say(format!("FAILED {name}: {why} (log: {})", log.display()));
+                self.failed.push(format!("{name} ({why})"));
+            }
+        }
     }
-    if !failed.is_empty() {
-        return Err(Error::Config(format!("{} cell(s) failed: {}", failed.len(), failed.join("; "))));
+
+    /// The grid line: cells running and the time left, from the pace measured so far.
+    fn show_time_left(&self) {
+        let queued = self.queue.iter().map(|(c, epochs)| self.pace.of(c).map(|s| s * *epochs as f64));
+        let running = self.running.iter().map(|(r, epochs)| {
+            let rest = *epochs as f64 - epochs_done(self.grid, &r.cell) as f64;
+            self.pace.of(&r.cell).map(|s| s * rest)
+        });
+        let left: f64 = queued.chain(running).map(|x| x.unwrap_or(f64::NAN)).sum();
+        let eta =
+            if left.is_finite() { format!("~{} left", fmt_duration(left / self.jobs as f64)) } else { String::new() };
+        self.display.overall.set_message(format!("· {} running · {eta}", self.running.len()));
     }
-    Ok(())
+
+    fn finish(self) -> Result<()> {
+        self.display.overall.finish_and_clear();
+        if let Some(signal) = self.signal {
+            return Err(Error::GridInterrupted { signal, dir: self.grid.dir.clone() });
+        }
+        if !self.failed.is_empty() {
+            return Err(Error::Config(format!("{} cell(s) failed: {}", self.failed.len(), self.failed.join("; "))));
+        }
+        Ok(())
+    }
 }
 
 /// The last non-empty line of a log, for a one-line failure report.

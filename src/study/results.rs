@@ -188,16 +188,8 @@ struct Meta {
 }
 
 fn saved_meta(dir: &Path) -> Result<Meta> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        parameters: i64,
-        total_iterations: i64,
-        device: String,
-    }
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let raw: Raw = serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))?;
-    Ok(Meta { parameters: raw.parameters, total_iterations: raw.total_iterations, device: raw.device })
+    let file = crate::train::RunFile::read(dir)?;
+    Ok(Meta { parameters: file.parameters, total_iterations: file.total_iterations, device: file.device })
 }
 
 fn pm(mean: f64, std: f64) -> String {
