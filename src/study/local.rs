@@ -105,7 +105,9 @@ fn epochs_done(grid: &Grid, cell: &Cell) -> usize {
 
 fn fmt_duration(secs: f64) -> String {
     let m = (secs / 60.0).round() as i64;
-    if m >= 60 {
+    if m == 0 {
+        "<1m".into()
+    } else if m >= 60 {
         format!("{}h{:02}m", m / 60, m % 60)
     } else {
         format!("{m}m")
@@ -394,6 +396,7 @@ mod tests {
     #[test]
     fn durations_read_as_hours_and_minutes() {
         assert_eq!(fmt_duration(59.0), "1m");
+        assert_eq!(fmt_duration(20.0), "<1m");
         assert_eq!(fmt_duration(3600.0 * 2.0 + 300.0), "2h05m");
     }
 }
