@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: Option<u32>,
     /// Devices to spread cells over, comma-separated (cpu, cuda:0, …) [default: every GPU, else cpu].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = device_name)]
     devices: Vec<String>,
     /// Only aggregate the finished cells into the tables and figures.
     #[arg(long)]
@@ -92,6 +92,11 @@ struct Args {
     /// `train` flags for every cell (collected from the command line).
     #[arg(skip)]
     train_flags: Vec<String>,
+}
+
+/// `--devices`: each checked by the parser, kept by name (`cpu`, `cuda:0`).
+fn device_name(s: &str) -> Result<String, String> {
+    train_args::device_arg(s).map(resnet_cifar::device::device_name)
 }
 
 /// Splits the command line into this program's flags and the `train` flags for the cells.
@@ -135,7 +140,7 @@ fn main() -> ExitCode {
     let (mine, train_flags) = split_args(std::env::args().collect());
     let mut args = match Args::try_parse_from(mine) {
         Ok(a) => a,
-        Err(e) => e.exit(),
+        Err(e) => return train_args::usage_error(e),
     };
     args.train_flags = train_flags;
     match run(args) {

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     resnet_cifar::alloc::keep_freed_memory();
     let cli = match cli::parse_args() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return cli::train_args::usage_error(e),
     };
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,30 +31,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Help and version go out as clap writes them; a usage error becomes one line (clap's
-/// own message, its hint and possible values folded in), exit status 2.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        e.exit();
-    }
-    let text = e.render().to_string();
-    // The message and its tips; the usage block (which may span lines) and the pointer to
-    // --help are dropped.
-    let parts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Usage:"))
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-        .collect();
-    let line = one_line(&parts.join(" "));
-    eprintln!("{line}; see --help");
-    ExitCode::from(2)
 }
 
 /// Errors from libraries may hold line breaks; the user gets one line.

@@ -19,7 +19,7 @@ use resnet_cifar::report::{self, ReportContext};
 use resnet_cifar::train;
 use tch::Device;
 
-mod train_args;
+pub mod train_args;
 pub use train_args::{device_arg, ComputeArgs, ModelArgs, TrainArgs};
 
 #[derive(Debug, Parser)]
@@ -67,13 +67,13 @@ pub struct BenchArgs {
     /// train: whole training steps; eval: passes over the test set.
     #[arg(long, value_enum, default_value_t = BenchMode::Train)]
     pub mode: BenchMode,
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Timed steps (eval: timed passes over the test set).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub iters: i64,
     /// Untimed steps (passes) before timing.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub warmup: i64,
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
@@ -83,7 +83,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
     /// CPU threads for libtorch [default: libtorch's choice].
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(1..))]
     pub threads: Option<i32>,
 }
 
@@ -118,9 +118,9 @@ pub struct GradFlowArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Training batches to average over (no augmentation, fixed seed).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batches: i64,
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// No BatchNorm.
     #[arg(long)]
@@ -236,7 +236,7 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub weights: WeightsArgs,
     /// How many classes to show per image.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub top: i64,
     /// PNG or JPEG files, any size (resized to 32×32).
     #[arg(required = true)]

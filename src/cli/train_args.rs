@@ -34,7 +34,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub zero_init_residual: bool,
     /// Classes of the classifier (10 for CIFAR-10).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub num_classes: i64,
 }
 
@@ -74,10 +74,10 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Epochs (the schedule divides the lr by 10 at 50 % and 75 % of them).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub epochs: i64,
     /// Images per SGD step.
-    #[arg(long, alias = "batch_size", default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, alias = "batch_size", default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
@@ -90,7 +90,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = ScheduleKind::Scaled)]
     pub schedule: ScheduleKind,
     /// Iterations at lr/10 before the schedule starts [default: 400 from depth 110, else 0].
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub warmup_iters: Option<i64>,
     /// Input normalisation.
     #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
@@ -110,7 +110,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: i64,
     /// CPU threads for libtorch [default: libtorch's choice].
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(1..))]
     pub threads: Option<i32>,
     /// Train on the first N training images only.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -122,7 +122,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub log_grad_norms: bool,
     /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub save_every: i64,
     #[command(flatten)]
     pub compute: ComputeArgs,
@@ -172,6 +172,30 @@ impl TrainArgs {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Help and version go out as clap writes them; a usage error becomes one line (clap's
+/// own message, its hint and possible values folded in), exit status 2.
+pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    // The message and its tips; the usage block (which may span lines) and the pointer to
+    // --help are dropped.
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let line = parts.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("{line}; see --help");
+    std::process::ExitCode::from(2)
 }
 
 /// `--device`: auto, cpu, cuda or cuda:N, checked by the parser.
