@@ -152,7 +152,7 @@ pub struct ResponsesArgs {
     #[arg(long, default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
     /// Use the first N test images only.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit_test: Option<usize>,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
@@ -225,7 +225,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Evaluate on the first N test images only.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit_test: Option<usize>,
     #[command(flatten)]
     pub compute: ComputeArgs,
