@@ -9,7 +9,7 @@
 //! cargo run --release --example plain_vs_residual -- --depths 20,32,44,56,110 --seeds 0,1,2,3,4 \
 //!     --schedule paper --out /scratch/study --slurm --submit --partition gpu --gpus-per-task 1 --time 8:00:00
 //! # the tables and figures of the cells finished so far
-//! cargo run --release --example plain_vs_residual -- --collect --out runs/study
+//! cargo run --release --example plain_vs_residual -- --collect runs/study
 //! ```
 //!
 //! Output in `--out`: `grid.json` (the plan), one run directory per cell
@@ -53,9 +53,9 @@ struct Args {
     /// Devices to spread cells over, comma-separated (cpu, cuda:0, …) [default: every GPU, else cpu].
     #[arg(long, value_delimiter = ',', value_parser = device_name)]
     devices: Vec<String>,
-    /// Only aggregate the finished cells into the tables and figures.
-    #[arg(long)]
-    collect: bool,
+    /// Only aggregate the finished cells of the grid in DIR into the tables and figures.
+    #[arg(long, value_name = "DIR")]
+    collect: Option<PathBuf>,
     /// Write DIR/slurm/array.sbatch and collect.sbatch instead of training here.
     #[arg(long)]
     slurm: bool,
@@ -168,7 +168,8 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
         }
         return Ok(());
     }
-    if !args.collect {
+    let dir = args.collect.clone().unwrap_or_else(|| args.out.clone());
+    if args.collect.is_none() {
         let grid = Grid::plan(&args.out, spec, train_args::parse_train_flags)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
         if args.slurm {
@@ -199,7 +200,7 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
         local::run(&grid, &exe, &opts)?;
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
-    let grid = Grid::open(&args.out, train_args::parse_train_flags)?;
+    let grid = Grid::open(&dir, train_args::parse_train_flags)?;
     let (results, files) = study::collect(&grid, device)?;
     println!("\n{}", study::results::markdown(&results));
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();

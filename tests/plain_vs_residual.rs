@@ -157,7 +157,7 @@ fn grid_trains_tabulates_skips_and_refuses_another_plan() {
 
     // --collect alone rewrites the tables from the cells.
     std::fs::remove_file(out.join("results.md")).unwrap();
-    let o = run(&["--collect".into(), "--out".into(), out.display().to_string()], &[]);
+    let o = run(&["--collect".into(), out.display().to_string()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("results.md").exists());
 }
@@ -230,7 +230,7 @@ fn bad_input_is_one_line_error() {
         (grid_args(tmp.path(), &out, "8,21", "0", "1"), "6n+2"),
         ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--depth".into(), "20".into()]].concat(), "--depths"),
         ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--lr".into(), "-1".into()]].concat(), "--lr"),
-        (vec!["--collect".into(), "--out".into(), out.display().to_string()], "no grid here"),
+        (vec!["--collect".into(), out.display().to_string()], "no grid here"),
     ];
     for (args, what) in cases {
         let o = run(&args, &[]);

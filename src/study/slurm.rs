@@ -107,7 +107,7 @@ pub fn collect_script(grid: &Grid, exe: &Path, opts: &SlurmOptions) -> String {
     let out = grid.dir.join("slurm").join("collect.out");
     s.push_str(&format!("#SBATCH --output={}\n#SBATCH --cpus-per-task=1\n", quote(&out.display().to_string())));
     s.push_str(&format!(
-        "\n# Aggregates the grid once every array task has ended (submitted with --dependency=afterany).\nexec {} --collect --out {}\n",
+        "\n# Aggregates the grid once every array task has ended (submitted with --dependency=afterany).\nexec {} --collect {}\n",
         quote(&exe.display().to_string()),
         quote(&grid.dir.display().to_string())
     ));
@@ -209,7 +209,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let g = grid(tmp.path());
         let s = collect_script(&g, Path::new("/opt/bin/pvr"), &SlurmOptions::default());
-        assert!(s.contains(&format!("exec /opt/bin/pvr --collect --out {}", tmp.path().display())), "{s}");
+        assert!(s.contains(&format!("exec /opt/bin/pvr --collect {}", tmp.path().display())), "{s}");
         let (a, c) = write_scripts(&g, Path::new("/x"), &SlurmOptions::default()).unwrap();
         assert!(a.ends_with("slurm/array.sbatch") && a.exists() && c.exists());
     }
