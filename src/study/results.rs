@@ -138,9 +138,10 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
             continue;
         }
         let dir = grid.cell_dir(cell);
-        let cfg = crate::train::config::config_from_run(&dir)?;
+        // config.json once: the settings and what the run came to (parameters, iterations).
+        let meta = crate::train::RunFile::read(&dir)?;
+        let cfg = meta.config(&dir)?;
         let rows = read_metrics(&dir.join("metrics.csv"))?;
-        let meta = saved_meta(&dir)?;
         let last = rows.last().expect("read_metrics returns at least one row");
         cells.push(CellResult {
             arch: cell.arch.clone(),
@@ -178,18 +179,6 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
     let lookup = |a: &str, d: i64| params.iter().find(|(x, y, _)| x == a && *y == d).map_or(0, |p| p.2);
     let nets = aggregate(&cells, &lookup);
     Ok((Results { settings, nets, cells, missing }, curves))
-}
-
-/// The fields of `config.json` that the results report beside the configuration.
-struct Meta {
-    parameters: i64,
-    total_iterations: i64,
-    device: String,
-}
-
-fn saved_meta(dir: &Path) -> Result<Meta> {
-    let file = crate::train::RunFile::read(dir)?;
-    Ok(Meta { parameters: file.parameters, total_iterations: file.total_iterations, device: file.device })
 }
 
 fn pm(mean: f64, std: f64) -> String {
