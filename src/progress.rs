@@ -34,3 +34,15 @@ pub fn epoch_line(m: &EpochMetrics, epochs: i64) -> String {
         m.epoch, m.iteration, m.lr, m.train_loss, m.train_err, m.test_loss, m.test_err, m.epoch_seconds, m.images_per_sec
     )
 }
+
+/// A bar over `len` pieces of work (`what`: "points", …) with the time left; hidden when
+/// `quiet` or not a terminal.
+pub fn count_bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !interactive() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let template = format!("[{{bar:30}}] {{pos}}/{{len}} {what} {{msg}} ({{eta}} left)");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+    bar
+}

@@ -19,6 +19,7 @@ use resnet_cifar::report::{self, ReportContext};
 use resnet_cifar::train;
 use tch::Device;
 
+pub mod landscape;
 pub mod train_args;
 pub use train_args::{device_arg, ComputeArgs, ModelArgs, TrainArgs};
 
@@ -53,6 +54,9 @@ pub enum Command {
     GradFlow(GradFlowArgs),
     /// Std of every 3×3 layer's response over the test set (Fig. 7), per checkpoint.
     Responses(ResponsesArgs),
+    /// The loss around trained weights along filter-normalised random directions
+    /// (Li et al. 2018): a 2-D contour map or 1-D curves, per checkpoint.
+    Landscape(landscape::LandscapeArgs),
     /// Images/s of the training step or of evaluation, and peak memory, as one JSON line
     /// (bench/speed.py compares it with PyTorch).
     Bench(BenchArgs),
@@ -296,6 +300,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench_command(&args),
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
+        Some(Command::Landscape(args)) => landscape::run(&args),
         Some(Command::Responses(args)) => {
             let device = args.device;
             let all = analysis::responses_of(&args.weights, args.normalize, &args.data_dir, args.limit_test, device)?;
