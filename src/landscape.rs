@@ -284,10 +284,55 @@ pub fn write_csv(all: &[Landscape], path: &Path) -> Result<()> {
     w.flush().map_err(|e| Error::io(path, e))
 }
 
+/// The landscapes in a table written by [`write_csv`], in its order; the grid is read back
+/// from the α and β values (a plane when some β is not 0).
+pub fn read_csv(path: &Path) -> Result<Vec<Landscape>> {
+    let bad = |m: String| Error::Output(format!("{}: {m}", path.display()));
+    let mut r = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+    let header = r.headers().map_err(|e| bad(e.to_string()))?.clone();
+    if header.iter().collect::<Vec<_>>() != ["model", "alpha", "beta", "loss", "err"] {
+        return Err(bad("not a landscape table (expected columns model,alpha,beta,loss,err)".into()));
+    }
+    let mut out: Vec<Landscape> = Vec::new();
+    for (line, row) in r.records().enumerate() {
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let num = |i: usize| -> Result<f64> {
+            row[i].parse::<f64>().map_err(|_| bad(format!("row {}: {:?} is not a number", line + 2, &row[i])))
+        };
+        let p = Point { alpha: num(1)?, beta: num(2)?, loss: num(3)?, err: num(4)? };
+        match out.last_mut().filter(|l| l.name == row[0]) {
+            Some(l) => l.points.push(p),
+            None => out.push(Landscape {
+                name: row[0].to_string(),
+                grid: Grid { dims: Dims::One, points: 0, range: 0.0 },
+                points: vec![p],
+            }),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no rows".into()));
+    }
+    for l in &mut out {
+        let mut alphas: Vec<f64> = l.points.iter().map(|p| p.alpha).collect();
+        alphas.sort_by(f64::total_cmp);
+        alphas.dedup();
+        let two = l.points.iter().any(|p| p.beta != 0.0);
+        let n = alphas.len();
+        if n < 2 || l.points.len() != if two { n * n } else { n } {
+            return Err(bad(format!("{}: {} points do not form a grid", l.name, l.points.len())));
+        }
+        l.grid = Grid { dims: if two { Dims::Two } else { Dims::One }, points: n, range: alphas[n - 1] };
+    }
+    Ok(out)
+}
+
 /// The figure: on a plane, filled contours of the loss side by side on one log colour scale;
 /// on a line, the loss (log scale) and the error against α, one curve per network.
 pub fn draw(all: &[Landscape], path: &Path, what: &str) -> Result<()> {
     let two = all.iter().all(|l| l.grid.dims == Dims::Two);
+    if !two && all.iter().any(|l| l.grid.dims == Dims::Two) {
+        return Err(Error::Output(format!("{}: cannot draw 1-D and 2-D landscapes in one figure", path.display())));
+    }
     if two {
         let surfaces: Vec<Surface> = all
             .iter()

@@ -172,6 +172,15 @@ fn the_cli_centre_is_evals_number_and_shards_give_the_same_table() {
     let summary = std::fs::read_to_string(tmp.path().join("line-summary.csv")).unwrap();
     assert!(summary.starts_with("model,centre_loss") && summary.lines().nth(1).unwrap().contains(",3,0.5,"), "{summary}");
 
+    // Tables drawn together again; a line and a plane do not mix.
+    let both = tmp.path().join("both.csv");
+    run(bin().args(["landscape", "--from"]).arg(&one).arg("--from").arg(&sharded).arg("-o").arg(&both));
+    assert_eq!(std::fs::read_to_string(&both).unwrap().lines().count(), 51);
+    assert!(tmp.path().join("both.png").exists());
+    let o = bin().args(["landscape", "--from"]).arg(&one).arg("--from").arg(&line).arg("-o").arg(&both).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("1-D and 2-D") && err.lines().count() == 1, "{err}");
+
     // Bad flags: one line, non-zero exit.
     for (args, needle) in [(vec!["--range", "-1"], "positive"), (vec!["--dims", "3"], "dims")] {
         let o = bin().arg("landscape").args(&args).arg("--weights").arg(&w).args(["-o", "x.csv"]).output().unwrap();

@@ -31,8 +31,12 @@ pub enum SplitArg {
 #[derive(Debug, Clone, Args)]
 pub struct LandscapeArgs {
     /// Checkpoints, one landscape each (repeat the flag); drawn side by side on one scale.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from")]
     pub weights: Vec<PathBuf>,
+    /// Instead of computing: tables that `landscape` wrote, drawn together (repeat the flag);
+    /// their rows are copied into --output.
+    #[arg(long, conflicts_with = "weights")]
+    pub from: Vec<PathBuf>,
     /// 1: the loss along one direction; 2: over the plane of two.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub dims: u8,
@@ -40,7 +44,7 @@ pub struct LandscapeArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..=1001))]
     pub grid: Option<u64>,
     /// α and β run over [−R, R] (in units of the filter-normalised directions).
-    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64, allow_negative_numbers = true)]
     pub range: f64,
     /// Measure on the first K images of the split, without augmentation.
     #[arg(long, default_value_t = 2500, value_parser = clap::value_parser!(u64).range(1..=50_000))]
@@ -54,7 +58,7 @@ pub struct LandscapeArgs {
     /// directions (a number for the flatness the pictures show).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub probes: u64,
-    #[arg(long, default_value_t = 0.5, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 0.5, value_parser = positive_f64, allow_negative_numbers = true)]
     pub probe_radius: f64,
     /// Split the grid's points over N processes [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -120,6 +124,21 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
     if let Some(shard) = &args.shard {
         return run_shard(args, shard);
     }
+    let out_dir = args.out.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !out_dir.is_dir() {
+        bail!("{}: no such directory for --output", out_dir.display());
+    }
+    if !args.from.is_empty() {
+        let mut all = Vec::new();
+        for f in &args.from {
+            all.extend(landscape::read_csv(f)?);
+        }
+        let plot = args.out.plot_path();
+        landscape::write_csv(&all, &args.out.output)?;
+        landscape::draw(&all, &plot, &format!("from {} table(s)", args.from.len()))?;
+        println!("wrote {} and {}", args.out.output.display(), plot.display());
+        return Ok(());
+    }
     let grid = args.grid();
     let points = grid.points();
     let jobs = args.jobs.unwrap_or(1) as usize;
@@ -127,6 +146,7 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
     let what = format!("{} {split} images, seed {}", args.images, args.seed);
     let total = (points.len() * args.weights.len()) as u64;
     let bar = progress::count_bar(total, "points", args.quiet);
+    let started = std::time::Instant::now();
     let swept = if jobs > 1 {
         sweep_in_processes(args, jobs, &bar)?
     } else {
@@ -138,6 +158,8 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
         all
     };
     bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!("swept {total} points in {secs:.0} s ({:.2} s a point, {jobs} process(es))", secs / total as f64);
     let plot = args.out.plot_path();
     landscape::write_csv(&swept, &args.out.output).context("writing the landscape table")?;
     landscape::draw(&swept, &plot, &what)?;
