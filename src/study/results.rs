@@ -181,8 +181,13 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
     Ok((Results { settings, nets, cells, missing }, curves))
 }
 
-fn pm(mean: f64, std: f64) -> String {
-    format!("{mean:.2} ± {std:.2}")
+/// "mean ± std"; with one seed there is no spread to give, so the mean alone.
+fn pm(mean: f64, std: f64, seeds: usize) -> String {
+    if seeds < 2 {
+        format!("{mean:.2}")
+    } else {
+        format!("{mean:.2} ± {std:.2}")
+    }
 }
 
 /// Table 6 as markdown.
@@ -191,7 +196,7 @@ pub fn markdown(r: &Results) -> String {
     let mut md = format!(
         "# Plain vs. residual networks on CIFAR-10 (He et al. 2015, Fig. 6 and Table 6)\n\n\
          {} epochs ({} iterations, batch {}, schedule `{}`), {} training and {} test images, {}; data `{}`.\n\
-         Errors are final-epoch errors in %, mean ± sample std over seeds.\n\n\
+         Errors are final-epoch errors in %, mean ± sample std over seeds (the mean alone for one seed).\n\n\
          | network | params | seeds | test err | best | min–max | train err | paper |\n\
          |---|---:|---|---:|---:|---:|---:|---:|\n",
         s.epochs, s.iterations, s.batch_size, s.schedule, s.train_images, s.test_images, s.precision, s.data_dir
@@ -204,11 +209,11 @@ pub fn markdown(r: &Results) -> String {
             n.depth,
             n.params as f64 / 1e6,
             seeds.join(","),
-            pm(n.test_err_mean, n.test_err_std),
+            pm(n.test_err_mean, n.test_err_std, n.seeds.len()),
             n.test_err_best,
             n.test_err_best,
             n.test_err_max,
-            pm(n.train_err_mean, n.train_err_std),
+            pm(n.train_err_mean, n.train_err_std, n.seeds.len()),
             n.paper_test_err.map_or("—".into(), |e| format!("{e:.2}")),
         ));
     }
@@ -412,7 +417,7 @@ mod tests {
         };
         let md = markdown(&Results { settings, nets, cells, missing: vec!["resnet-20/seed-1".into()] });
         assert!(
-            md.contains("| plain-20 | 0.27M | 0 | 12.00 ± 0.00 | 12.00 | 12.00–12.00 | 10.00 ± 0.00 | — |"),
+            md.contains("| plain-20 | 0.27M | 0 | 12.00 | 12.00 | 12.00–12.00 | 10.00 | — |"),
             "{md}"
         );
         assert!(md.contains("| resnet-110 |") && md.contains("| 6.43 |"), "{md}");
