@@ -114,8 +114,11 @@ impl Perturbation {
 
     /// `d` spelled over every variable of the model: zeros where nothing moves (BN, biases).
     pub fn full(&self, d: &Direction) -> BTreeMap<String, Tensor> {
-        let mut out: BTreeMap<String, Tensor> =
-            self.all.iter().map(|(n, size)| (n.clone(), Tensor::zeros(size.as_slice(), (Kind::Float, Device::Cpu)))).collect();
+        let mut out: BTreeMap<String, Tensor> = self
+            .all
+            .iter()
+            .map(|(n, size)| (n.clone(), Tensor::zeros(size.as_slice(), (Kind::Float, Device::Cpu))))
+            .collect();
         for ((name, _, _), t) in self.weights.iter().zip(&d.0) {
             out.insert(name.clone(), t.to_device(Device::Cpu).to_kind(Kind::Float));
         }
@@ -190,14 +193,27 @@ pub struct Point {
     pub err: f64,
 }
 
-/// Evaluates `model` at each of `points` along `d1` (and `d2`) on `images`; `done` is called
-/// after each point. The weights are restored before it returns.
+/// What a point's loss is measured on: a model (the one the perturbation moves) and images.
+#[derive(Clone, Copy)]
+pub struct Measure<'a> {
+    pub model: &'a ResNet,
+    pub images: &'a Split,
+    pub normalizer: &'a Normalizer,
+}
+
+impl Measure<'_> {
+    fn evaluate(&self) -> crate::evaluate::Evaluation {
+        evaluate(self.model, self.images, self.normalizer)
+    }
+}
+
+/// Evaluates the model at each of `points` along `d1` (and `d2`); `done` is called after
+/// each point. The weights are restored before it returns.
 pub fn sweep(
-    model: &ResNet,
+    on: Measure,
     perturbation: &Perturbation,
     (d1, d2): (&Direction, Option<&Direction>),
     points: &[(f64, f64)],
-    (images, normalizer): (&Split, &Normalizer),
     mut done: impl FnMut(&Point),
 ) -> Vec<Point> {
     let mut out = Vec::with_capacity(points.len());
@@ -206,7 +222,7 @@ pub fn sweep(
             Some(d2) => perturbation.set(&[(alpha, d1), (beta, d2)]),
             None => perturbation.set(&[(alpha, d1)]),
         }
-        let e = evaluate(model, images, normalizer);
+        let e = on.evaluate();
         let p = Point { alpha, beta, loss: e.loss, err: e.error };
         done(&p);
         out.push(p);
@@ -236,22 +252,21 @@ pub fn flatness(points: &[Point]) -> Option<Flatness> {
 }
 
 /// The mean and sample std of the loss increase at distance `radius` along `count` random
-/// filter-normalised directions (seeded), over `images`: how sharply the loss rises around
+/// filter-normalised directions (seeded): how sharply the loss rises around
 /// the weights in a typical direction.
 pub fn probe(
-    model: &ResNet,
+    on: Measure,
     perturbation: &Perturbation,
     (seed, count, radius): (i64, usize, f64),
-    (images, normalizer): (&Split, &Normalizer),
     mut done: impl FnMut(),
 ) -> (f64, f64) {
-    let centre = evaluate(model, images, normalizer).loss;
+    let centre = on.evaluate().loss;
     let rises: Vec<f64> = perturbation
         .directions(seed, count)
         .iter()
         .map(|d| {
             perturbation.set(&[(radius, d)]);
-            let rise = evaluate(model, images, normalizer).loss - centre;
+            let rise = on.evaluate().loss - centre;
             done();
             rise
         })
@@ -277,7 +292,8 @@ pub fn write_csv(all: &[Landscape], path: &Path) -> Result<()> {
     w.write_record(["model", "alpha", "beta", "loss", "err"]).map_err(csv_err)?;
     for l in all {
         for p in &l.points {
-            let row = [l.name.clone(), p.alpha.to_string(), p.beta.to_string(), format!("{:e}", p.loss), p.err.to_string()];
+            let row =
+                [l.name.clone(), p.alpha.to_string(), p.beta.to_string(), format!("{:e}", p.loss), p.err.to_string()];
             w.write_record(&row).map_err(csv_err)?;
         }
     }
@@ -336,7 +352,11 @@ pub fn draw(all: &[Landscape], path: &Path, what: &str) -> Result<()> {
     if two {
         let surfaces: Vec<Surface> = all
             .iter()
-            .map(|l| Surface { name: l.name.clone(), axis: l.grid.axis(), values: l.points.iter().map(|p| p.loss).collect() })
+            .map(|l| Surface {
+                name: l.name.clone(),
+                axis: l.grid.axis(),
+                values: l.points.iter().map(|p| p.loss).collect(),
+            })
             .collect();
         let title = format!("Loss landscape around the trained weights ({what})");
         let width = 120 + 430 * all.len() as u32;

@@ -270,7 +270,10 @@ fn an_off_centre_landscape_point_matches_pytorch() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let theirs = checkpoint::read(&out).unwrap();
         let their_loss = theirs.tensors["loss"].double_value(&[0]);
-        assert!((ours - their_loss).abs() <= 1e-4 * their_loss.abs().max(1.0), "{name}: ours {ours}, PyTorch {their_loss}");
+        assert!(
+            (ours - their_loss).abs() <= 1e-4 * their_loss.abs().max(1.0),
+            "{name}: ours {ours}, PyTorch {their_loss}"
+        );
         // Only convolution and linear weights move.
         for moved in theirs.metadata["moved"].split(',') {
             assert!(moved.ends_with("weight") && !moved.contains("bn"), "{name}: {moved} moved");

@@ -10,11 +10,11 @@ use std::process::Command;
 
 use resnet_cifar::data;
 use resnet_cifar::evaluate::evaluate;
-use resnet_cifar::landscape::{sweep, Dims, Grid, Perturbation};
+use resnet_cifar::landscape::{sweep, Dims, Grid, Measure, Perturbation};
 use resnet_cifar::model::{Arch, ResNet, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 fn model(arch: Arch, shortcut: Shortcut) -> (VarStore, ResNet) {
     tch::manual_seed(11);
@@ -42,7 +42,9 @@ fn every_filter_of_a_direction_has_the_weights_filter_norm_and_bn_and_biases_sta
             for (name, t) in names.iter().zip(&d.0) {
                 let w = &vars[name];
                 assert_eq!(t.size(), w.size(), "{name}");
-                let norms = |x: &Tensor| Vec::<f64>::try_from(x.flatten(1, -1).norm_scalaropt_dim(2, [1i64].as_slice(), false)).unwrap();
+                let norms = |x: &Tensor| {
+                    Vec::<f64>::try_from(x.flatten(1, -1).norm_scalaropt_dim(2, [1i64].as_slice(), false)).unwrap()
+                };
                 for (i, (a, b)) in norms(t).iter().zip(norms(w)).enumerate() {
                     assert!((a - b).abs() <= 1e-5 * b, "{name} filter {i}: direction norm {a}, weight norm {b}");
                 }
@@ -81,7 +83,8 @@ fn a_sweep_restores_the_weights_bit_for_bit_and_its_centre_is_evaluate() {
     let p = Perturbation::new(&vs).unwrap();
     let dirs = p.directions(1, 2);
     let mut seen = 0;
-    let points = sweep(&m, &p, (&dirs[0], Some(&dirs[1])), &grid.points(), (&synth.test, &normalizer), |_| seen += 1);
+    let on = Measure { model: &m, images: &synth.test, normalizer: &normalizer };
+    let points = sweep(on, &p, (&dirs[0], Some(&dirs[1])), &grid.points(), |_| seen += 1);
     assert_eq!(seen, 25);
     for ((n, a), (_, b)) in before.iter().zip(snapshot(&vs)) {
         assert!(a.equal(&b), "{n} changed after the sweep");
@@ -96,7 +99,6 @@ fn a_sweep_restores_the_weights_bit_for_bit_and_its_centre_is_evaluate() {
     for ((n, a), (_, b)) in before.iter().zip(snapshot(&vs)) {
         assert!(a.equal(&b), "{n} not restored on drop");
     }
-    let _ = Kind::Float;
 }
 
 fn bin() -> Command {
@@ -148,18 +150,19 @@ fn the_cli_centre_is_evals_number_and_shards_give_the_same_table() {
     assert_eq!(table.lines().count(), 26);
     assert_eq!(table.lines().next(), Some("model,alpha,beta,loss,err"));
     assert!(std::fs::metadata(tmp.path().join("one.png")).unwrap().len() > 1000);
-    assert!(std::fs::read_dir(tmp.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".shard-")), "shard files removed");
-    let centre: Vec<f64> = table
-        .lines()
-        .find(|l| l.contains(",0,0,"))
-        .unwrap()
-        .split(',')
-        .skip(3)
-        .map(|v| v.parse().unwrap())
-        .collect();
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".shard-")),
+        "shard files removed"
+    );
+    let centre: Vec<f64> =
+        table.lines().find(|l| l.contains(",0,0,")).unwrap().split(',').skip(3).map(|v| v.parse().unwrap()).collect();
     let eval: serde_json::Value = serde_json::from_str(
-        run(bin().args(["eval", "--json", "--device", "cpu", "--limit-test", "96", "--weights"]).arg(&w).arg("--data-dir").arg(&data))
-            .trim(),
+        run(bin()
+            .args(["eval", "--json", "--device", "cpu", "--limit-test", "96", "--weights"])
+            .arg(&w)
+            .arg("--data-dir")
+            .arg(&data))
+        .trim(),
     )
     .unwrap();
     let (loss, err) = (eval["loss"].as_f64().unwrap(), eval["top1_error"].as_f64().unwrap());
@@ -170,14 +173,18 @@ fn the_cli_centre_is_evals_number_and_shards_give_the_same_table() {
     let line = landscape("line.csv", &["--dims", "1", "--probes", "3"]);
     assert_eq!(std::fs::read_to_string(&line).unwrap().lines().count(), 6);
     let summary = std::fs::read_to_string(tmp.path().join("line-summary.csv")).unwrap();
-    assert!(summary.starts_with("model,centre_loss") && summary.lines().nth(1).unwrap().contains(",3,0.5,"), "{summary}");
+    assert!(
+        summary.starts_with("model,centre_loss") && summary.lines().nth(1).unwrap().contains(",3,0.5,"),
+        "{summary}"
+    );
 
     // Tables drawn together again; a line and a plane do not mix.
     let both = tmp.path().join("both.csv");
     run(bin().args(["landscape", "--from"]).arg(&one).arg("--from").arg(&sharded).arg("-o").arg(&both));
     assert_eq!(std::fs::read_to_string(&both).unwrap().lines().count(), 51);
     assert!(tmp.path().join("both.png").exists());
-    let o = bin().args(["landscape", "--from"]).arg(&one).arg("--from").arg(&line).arg("-o").arg(&both).output().unwrap();
+    let o =
+        bin().args(["landscape", "--from"]).arg(&one).arg("--from").arg(&line).arg("-o").arg(&both).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("1-D and 2-D") && err.lines().count() == 1, "{err}");
 

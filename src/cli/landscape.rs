@@ -14,7 +14,7 @@ use tch::Device;
 
 use resnet_cifar::data::{self, Split};
 use resnet_cifar::inference::{load_model, normalizer_for, LoadedModel, ModelOverrides};
-use resnet_cifar::landscape::{self, Dims, Direction, Grid, Landscape, Perturbation, Point};
+use resnet_cifar::landscape::{self, Dims, Direction, Grid, Landscape, Measure, Perturbation, Point};
 use resnet_cifar::model::Compute;
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use resnet_cifar::progress;
@@ -195,13 +195,9 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
             let bar = progress::count_bar(args.probes, "probes", args.quiet);
             // Seeded apart from the grid's two directions.
             let seed = args.seed.wrapping_add(1_000_003);
-            let (mean, std) = landscape::probe(
-                &model.model,
-                &perturbation,
-                (seed, args.probes as usize, args.probe_radius),
-                (images, &normalizer),
-                || bar.inc(1),
-            );
+            let on = Measure { model: &model.model, images, normalizer: &normalizer };
+            let (mean, std) =
+                landscape::probe(on, &perturbation, (seed, args.probes as usize, args.probe_radius), || bar.inc(1));
             bar.finish_and_clear();
             line.push_str(&format!(
                 "; loss rise at radius {} over {} directions: {mean:.4} ± {std:.4}",
@@ -240,14 +236,8 @@ fn sweep_one(
         grid.points().into_iter().enumerate().filter(|(i, _)| keep.is_none_or(|k| k(*i))).map(|(_, p)| p).collect();
     let perturbation = Perturbation::new(&model.vs)?;
     let dirs: Vec<Direction> = perturbation.directions(args.seed, if grid.dims == Dims::Two { 2 } else { 1 });
-    let swept = landscape::sweep(
-        &model.model,
-        &perturbation,
-        (&dirs[0], dirs.get(1)),
-        &points,
-        (images, &normalizer),
-        |p| done(p),
-    );
+    let on = Measure { model: &model.model, images, normalizer: &normalizer };
+    let swept = landscape::sweep(on, &perturbation, (&dirs[0], dirs.get(1)), &points, |p| done(p));
     Ok(Landscape { name: name_of(args, path, &model), grid, points: swept })
 }
 
@@ -360,7 +350,14 @@ fn merge(args: &LandscapeArgs, shards: &[PathBuf]) -> Result<Vec<Landscape>> {
         for line in BufReader::new(file).lines() {
             let line = line?;
             let f: Vec<&str> = line.split(',').collect();
-            let parsed = (|| Some((f.first()?.parse::<usize>().ok()?, f.get(1)?.parse::<usize>().ok()?, f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))();
+            let parsed = (|| {
+                Some((
+                    f.first()?.parse::<usize>().ok()?,
+                    f.get(1)?.parse::<usize>().ok()?,
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.parse().ok()?,
+                ))
+            })();
             let Some((w, i, loss, err)) = parsed.filter(|(w, i, _, _)| *w < found.len() && *i < coords.len()) else {
                 bail!("{}: malformed shard line {line:?}", shard.display());
             };

@@ -416,10 +416,7 @@ mod tests {
             data_dir: "d".into(),
         };
         let md = markdown(&Results { settings, nets, cells, missing: vec!["resnet-20/seed-1".into()] });
-        assert!(
-            md.contains("| plain-20 | 0.27M | 0 | 12.00 | 12.00 | 12.00–12.00 | 10.00 | — |"),
-            "{md}"
-        );
+        assert!(md.contains("| plain-20 | 0.27M | 0 | 12.00 | 12.00 | 12.00–12.00 | 10.00 | — |"), "{md}");
         assert!(md.contains("| resnet-110 |") && md.contains("| 6.43 |"), "{md}");
         assert!(md.contains("| resnet-110/seed-0 | 1.00 | 7.00 | 6.50 | 1.0 | cpu |"), "{md}");
         assert!(md.contains("Not finished yet: resnet-20/seed-1."));

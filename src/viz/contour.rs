@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::figure::{check_size, output_format, render, DrawResult, Drawing};
+use super::figure::{check_size, output_format, render, tick, DrawResult, Drawing};
 use crate::error::{Error, Result};
 
 /// A surface sampled on `axis × axis`: `values[j * n + i]` is at (axis[i], axis[j]).
@@ -158,7 +158,7 @@ impl Drawing for Contours<'_> {
             .disable_x_axis()
             .y_desc(scale_desc)
             .y_labels(6)
-            .y_label_formatter(&|v: &f64| format!("{:.3}", 10f64.powf(*v)))
+            .y_label_formatter(&|v: &f64| tick(&10f64.powf(*v)))
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 15))
             .draw()?;

@@ -279,7 +279,7 @@ fn span(lo: f64, hi: f64) -> Range<f64> {
 }
 
 /// Tick labels with three significant digits, in exponent form when very small or large.
-fn tick(v: &f64) -> String {
+pub(crate) fn tick(v: &f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
