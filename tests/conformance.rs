@@ -160,16 +160,22 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
     }
 }
 
+/// A fixture's file, checkpoint, `fixture.*` tensors, and its model with the weights loaded.
+fn fixture_model(dir: &Path, name: &str) -> (PathBuf, Checkpoint, BTreeMap<String, Tensor>, VarStore, ResNet) {
+    let path = dir.join(format!("{name}.safetensors"));
+    let (ckpt, fx) = split_fixture(&path);
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
+    ckpt.load_into(&mut vs).unwrap();
+    (path, ckpt, fx, vs, model)
+}
+
 #[test]
 fn layer_responses_match_pytorch_forward_hooks() {
     let Some(dir) = fixtures() else { return };
     let py = python().unwrap();
     for name in ["resnet-A-20", "plain-B-56", "resnet-B-20"] {
-        let path = dir.join(format!("{name}.safetensors"));
-        let (ckpt, fx) = split_fixture(&path);
-        let mut vs = VarStore::new(Device::Cpu);
-        let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
-        ckpt.load_into(&mut vs).unwrap();
+        let (path, ckpt, fx, _vs, model) = fixture_model(dir, name);
         let ours =
             resnet_cifar::gradflow::layer_responses_of(&model, std::iter::once(fx["fixture.input"].shallow_clone()));
 
@@ -237,11 +243,7 @@ fn an_off_centre_landscape_point_matches_pytorch() {
     let Some(dir) = fixtures() else { return };
     let py = python().unwrap();
     for name in ["resnet-A-20", "plain-B-56", "resnet-B-20"] {
-        let path = dir.join(format!("{name}.safetensors"));
-        let (ckpt, fx) = split_fixture(&path);
-        let mut vs = VarStore::new(Device::Cpu);
-        let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
-        ckpt.load_into(&mut vs).unwrap();
+        let (path, _, fx, vs, model) = fixture_model(dir, name);
         let (x, labels) = (&fx["fixture.input"], &fx["fixture.labels"]);
         let loss = || tch::no_grad(|| model.forward_t(x, false).cross_entropy_for_logits(labels).double_value(&[]));
         let centre = loss();
