@@ -342,9 +342,18 @@ pub fn read_csv(path: &Path) -> Result<Vec<Landscape>> {
     Ok(out)
 }
 
+/// The figure's default title, naming what the loss was measured on (`what`).
+pub fn default_title(all: &[Landscape], what: &str) -> String {
+    if all.iter().all(|l| l.grid.dims == Dims::Two) {
+        format!("Loss landscape around the trained weights ({what})")
+    } else {
+        format!("Loss along a random direction ({what})")
+    }
+}
+
 /// The figure: on a plane, filled contours of the loss side by side on one log colour scale;
 /// on a line, the loss (log scale) and the error against α, one curve per network.
-pub fn draw(all: &[Landscape], path: &Path, what: &str) -> Result<()> {
+pub fn draw(all: &[Landscape], path: &Path, title: &str) -> Result<()> {
     let two = all.iter().all(|l| l.grid.dims == Dims::Two);
     if !two && all.iter().any(|l| l.grid.dims == Dims::Two) {
         return Err(Error::Output(format!("{}: cannot draw 1-D and 2-D landscapes in one figure", path.display())));
@@ -358,9 +367,8 @@ pub fn draw(all: &[Landscape], path: &Path, what: &str) -> Result<()> {
                 values: l.points.iter().map(|p| p.loss).collect(),
             })
             .collect();
-        let title = format!("Loss landscape around the trained weights ({what})");
         let width = 120 + 430 * all.len() as u32;
-        return filled_contours(path, &title, &surfaces, ("α (direction 1)", "β (direction 2)", "loss"), (width, 520));
+        return filled_contours(path, title, &surfaces, ("α (direction 1)", "β (direction 2)", "loss"), (width, 520));
     }
     let line = |i: usize, l: &Landscape, pick: fn(&Point) -> f64| Line {
         name: l.name.clone(),
@@ -378,7 +386,7 @@ pub fn draw(all: &[Landscape], path: &Path, what: &str) -> Result<()> {
         ..Default::default()
     };
     let panels = [panel("loss", "loss", true, |p| p.loss), panel("error", "error (%)", false, |p| p.err)];
-    line_chart(path, Some(&format!("Loss along a random direction ({what})")), &panels, 1000, 800)
+    line_chart(path, Some(title), &panels, 1000, 800)
 }
 
 #[cfg(test)]

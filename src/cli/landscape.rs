@@ -76,6 +76,9 @@ pub struct LandscapeArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// The figure's title [default: what was measured, on how many images].
+    #[arg(long)]
+    pub title: Option<String>,
     #[command(flatten)]
     pub out: TableOutput,
     /// Internal: compute every N-th point from the K-th ("K/N") into --output, for --jobs.
@@ -135,7 +138,8 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
         }
         let plot = args.out.plot_path();
         landscape::write_csv(&all, &args.out.output)?;
-        landscape::draw(&all, &plot, &format!("from {} table(s)", args.from.len()))?;
+        let title = args.title.clone().unwrap_or_else(|| landscape::default_title(&all, "redrawn from tables"));
+        landscape::draw(&all, &plot, &title)?;
         println!("wrote {} and {}", args.out.output.display(), plot.display());
         return Ok(());
     }
@@ -162,7 +166,7 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
     println!("swept {total} points in {secs:.0} s ({:.2} s a point, {jobs} process(es))", secs / total as f64);
     let plot = args.out.plot_path();
     landscape::write_csv(&swept, &args.out.output).context("writing the landscape table")?;
-    landscape::draw(&swept, &plot, &what)?;
+    landscape::draw(&swept, &plot, &args.title.clone().unwrap_or_else(|| landscape::default_title(&swept, &what)))?;
     let summary_path = args.out.output.with_file_name(format!(
         "{}-summary.csv",
         args.out.output.file_stem().map_or("landscape".into(), |s| s.to_string_lossy())
