@@ -367,7 +367,7 @@ pub fn draw(all: &[Landscape], path: &Path, title: &str) -> Result<()> {
                 values: l.points.iter().map(|p| p.loss).collect(),
             })
             .collect();
-        let width = 120 + 430 * all.len() as u32;
+        let width = (120 + 430 * all.len() as u32).max(820);
         return filled_contours(path, title, &surfaces, ("α (direction 1)", "β (direction 2)", "loss"), (width, 520));
     }
     let line = |i: usize, l: &Landscape, pick: fn(&Point) -> f64| Line {
