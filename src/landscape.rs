@@ -238,16 +238,31 @@ pub struct Flatness {
     pub centre_err: f64,
     /// Fraction of the grid's points whose loss is below twice the centre's.
     pub below_twice_centre: f64,
+    /// The median loss on the grid's edge (|α| or |β| at the range): how high the walls are.
+    pub edge_median_loss: f64,
+    /// The largest loss of the grid.
+    pub max_loss: f64,
 }
 
 /// [`Flatness`] of a swept grid; the centre is the point nearest (0, 0).
 pub fn flatness(points: &[Point]) -> Option<Flatness> {
     let centre = points.iter().min_by(|a, b| (a.alpha.hypot(a.beta)).total_cmp(&b.alpha.hypot(b.beta)))?;
     let below = points.iter().filter(|p| p.loss < 2.0 * centre.loss).count();
+    let reach = |p: &Point| p.alpha.abs().max(p.beta.abs());
+    let range = points.iter().map(reach).fold(0.0, f64::max);
+    let mut edge: Vec<f64> = points.iter().filter(|p| reach(p) == range).map(|p| p.loss).collect();
+    edge.sort_by(f64::total_cmp);
+    let median = match edge.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => edge[n / 2],
+        n => (edge[n / 2 - 1] + edge[n / 2]) / 2.0,
+    };
     Some(Flatness {
         centre_loss: centre.loss,
         centre_err: centre.err,
         below_twice_centre: below as f64 / points.len() as f64,
+        edge_median_loss: median,
+        max_loss: points.iter().map(|p| p.loss).fold(f64::NEG_INFINITY, f64::max),
     })
 }
 
@@ -407,8 +422,9 @@ mod tests {
     #[test]
     fn flatness_counts_points_below_twice_the_centre() {
         let p = |alpha: f64, loss: f64| Point { alpha, beta: 0.0, loss, err: 0.0 };
-        let f = flatness(&[p(-1.0, 5.0), p(0.0, 1.0), p(1.0, 1.5), p(2.0, 2.0)]).unwrap();
+        let f = flatness(&[p(-2.0, 5.0), p(0.0, 1.0), p(1.0, 1.5), p(2.0, 2.0)]).unwrap();
         assert_eq!(f.centre_loss, 1.0);
         assert_eq!(f.below_twice_centre, 0.5);
+        assert_eq!((f.edge_median_loss, f.max_loss), (3.5, 5.0), "the edge is α = ±2");
     }
 }

@@ -140,7 +140,8 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
         landscape::write_csv(&all, &args.out.output)?;
         let title = args.title.clone().unwrap_or_else(|| landscape::default_title(&all, "redrawn from tables"));
         landscape::draw(&all, &plot, &title)?;
-        println!("wrote {} and {}", args.out.output.display(), plot.display());
+        let summary_path = write_summary(args, &all, false)?;
+        println!("wrote {}, {} and {}", args.out.output.display(), summary_path.display(), plot.display());
         return Ok(());
     }
     let grid = args.grid();
@@ -167,6 +168,14 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
     let plot = args.out.plot_path();
     landscape::write_csv(&swept, &args.out.output).context("writing the landscape table")?;
     landscape::draw(&swept, &plot, &args.title.clone().unwrap_or_else(|| landscape::default_title(&swept, &what)))?;
+    let summary_path = write_summary(args, &swept, true)?;
+    println!("wrote {}, {} and {}", args.out.output.display(), summary_path.display(), plot.display());
+    Ok(())
+}
+
+/// Prints each landscape's flatness numbers and writes them to `<output stem>-summary.csv`;
+/// with `probe` and `--probes N`, also the loss rise along N more random directions.
+fn write_summary(args: &LandscapeArgs, swept: &[Landscape], probe: bool) -> Result<PathBuf> {
     let summary_path = args.out.output.with_file_name(format!(
         "{}-summary.csv",
         args.out.output.file_stem().map_or("landscape".into(), |s| s.to_string_lossy())
@@ -177,24 +186,28 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
         "centre_loss",
         "centre_err",
         "below_twice_centre",
+        "edge_median_loss",
+        "max_loss",
         "probes",
         "probe_radius",
         "probe_rise_mean",
         "probe_rise_std",
     ])?;
-    let images = if args.probes > 0 { Some(args.images(args.device)?) } else { None };
-    for (l, path) in swept.iter().zip(&args.weights) {
+    let images = if probe && args.probes > 0 { Some(args.images(args.device)?) } else { None };
+    for (i, l) in swept.iter().enumerate() {
         let f = landscape::flatness(&l.points).context("empty landscape")?;
         let mut line = format!(
-            "{}: centre loss {:.4}, err {:.2}%; {:.1}% of the grid below twice the centre loss",
+            "{}: centre loss {:.4}, err {:.2}%; {:.1}% of the grid below twice the centre loss; edge median {:.3}, max {:.3}",
             l.name,
             f.centre_loss,
             f.centre_err,
-            100.0 * f.below_twice_centre
+            100.0 * f.below_twice_centre,
+            f.edge_median_loss,
+            f.max_loss
         );
         let mut probe = (String::new(), String::new());
         if let Some(images) = &images {
-            let (model, normalizer) = args.load(path, args.device)?;
+            let (model, normalizer) = args.load(&args.weights[i], args.device)?;
             let perturbation = Perturbation::new(&model.vs)?;
             let bar = progress::count_bar(args.probes, "probes", args.quiet);
             // Seeded apart from the grid's two directions.
@@ -215,15 +228,16 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
             format!("{:e}", f.centre_loss),
             f.centre_err.to_string(),
             f.below_twice_centre.to_string(),
-            args.probes.to_string(),
+            format!("{:e}", f.edge_median_loss),
+            format!("{:e}", f.max_loss),
+            if images.is_some() { args.probes.to_string() } else { "0".into() },
             args.probe_radius.to_string(),
             probe.0,
             probe.1,
         ])?;
     }
     summary.flush()?;
-    println!("wrote {}, {} and {}", args.out.output.display(), summary_path.display(), plot.display());
-    Ok(())
+    Ok(summary_path)
 }
 
 /// Sweeps `path`'s landscape, at every point or (for a shard) at the indices `keep` selects.
