@@ -12,7 +12,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::{Arch, ResNetConfig, Shortcut};
+use crate::model::{Arch, BlockKind, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
 
 pub const NORM_MEAN: &str = "normalization.mean";
@@ -195,10 +195,25 @@ impl Checkpoint {
     }
 
     /// The model configuration: from the metadata where present, else inferred from the
-    /// tensor names (depth from the number of blocks, shortcut B from projection weights).
+    /// tensor names (a pre-activation net from `fc`, bottlenecks from `conv3`, depth from
+    /// the number of blocks, shortcut B from projection weights).
     pub fn model_config(&self) -> Result<ResNetConfig> {
         let parse_err = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
         let mut cfg = ResNetConfig::default();
+        let named = |prefix: &str| self.tensors.keys().any(|n| canonical(n).starts_with(prefix));
+        match self.metadata.get("arch") {
+            Some(a) => cfg.arch = a.parse::<Arch>().map_err(|_| parse_err("arch", a))?,
+            None if named("fc.") => cfg.arch = Arch::Preact,
+            None => {}
+        }
+        match self.metadata.get("block") {
+            Some(b) => cfg.block = Some(b.parse::<BlockKind>().map_err(|_| parse_err("block", b))?),
+            None if cfg.arch == Arch::Preact => {
+                let conv3 = self.tensors.keys().any(|n| canonical(n).ends_with(".conv3.weight"));
+                cfg.block = Some(if conv3 { BlockKind::Bottleneck } else { BlockKind::Basic });
+            }
+            None => {}
+        }
         let blocks = self
             .tensors
             .keys()
@@ -210,18 +225,15 @@ impl Checkpoint {
         match self.metadata.get("depth") {
             Some(d) => cfg.depth = d.parse().map_err(|_| parse_err("depth", d))?,
             None => match blocks {
-                Some(b) => cfg.depth = 6 * (b + 1) + 2,
+                Some(b) => cfg.depth = 3 * cfg.block().layers() * (b + 1) + 2,
                 None => {
                     return Err(Error::checkpoint(&self.path, "no layer1.* tensors: not a CIFAR ResNet checkpoint"))
                 }
             },
         }
-        if let Some(a) = self.metadata.get("arch") {
-            cfg.arch = a.parse::<Arch>().map_err(|_| parse_err("arch", a))?;
-        }
         cfg.batch_norm = match self.metadata.get("batch_norm") {
             Some(b) => b != "false",
-            None => self.tensors.keys().any(|n| canonical(n).starts_with("bn1.")),
+            None => named("bn1.") || named("bn."),
         };
         match self.metadata.get("shortcut") {
             Some(s) => cfg.shortcut = s.parse::<Shortcut>().map_err(|_| parse_err("shortcut", s))?,
@@ -234,7 +246,7 @@ impl Checkpoint {
             None => self
                 .tensors
                 .iter()
-                .find(|(n, _)| canonical(n) == "linear.weight")
+                .find(|(n, _)| matches!(canonical(n), "linear.weight" | "fc.weight"))
                 .map_or(cfg.num_classes, |(_, t)| t.size()[0]),
         };
         Ok(cfg)
@@ -248,6 +260,7 @@ pub fn metadata(cfg: &ResNetConfig, normalizer: &Normalizer) -> HashMap<String, 
         ("arch".to_string(), cfg.arch.to_string()),
         ("depth".to_string(), cfg.depth.to_string()),
         ("shortcut".to_string(), cfg.shortcut.to_string()),
+        ("block".to_string(), cfg.block().to_string()),
         ("normalization".to_string(), normalizer.kind.to_string()),
         ("batch_norm".to_string(), cfg.batch_norm.to_string()),
         ("num_classes".to_string(), cfg.num_classes.to_string()),

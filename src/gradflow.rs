@@ -4,7 +4,8 @@
 //! the gradient reaching block l keeps an identity path from the loss; a plain stack
 //! multiplies it by a layer Jacobian at every block. [`grad_flow`] measures
 //! ‖∂L/∂x_l‖ at every block boundary; [`layer_responses`] measures the standard deviation
-//! of each 3×3 layer's output after BN (the paper's Fig. 7).
+//! of each layer's output after BN (the paper's Fig. 7; for a pre-activation net each
+//! convolution's output).
 //!
 //! Gradients with respect to activations come from *probes*: a zero leaf tensor added to
 //! the activation, whose gradient after `backward` is exactly ∂L/∂x_l and which leaves
@@ -60,7 +61,7 @@ pub fn forward_probed(
         h = block.forward_t(&h, train, model.compute);
     }
     let h = at(h, "output", &mut boundaries);
-    (model.head(&h), boundaries)
+    (model.head(&h, train), boundaries)
 }
 
 /// Mean over the batch of the per-example norm ‖∂L/∂x‖ of a probed activation.
@@ -140,12 +141,16 @@ pub fn layer_responses_of(model: &ResNet, batches: impl Iterator<Item = Tensor>)
         for x in batches {
             let r = model.stem_response_t(&x, false);
             add(0, "conv1".into(), &r);
-            let mut h = r.relu();
-            for (i, (name, block)) in model.blocks().enumerate() {
-                let (r1, r2) = block.responses_t(&h, false, model.compute);
-                add(2 * i + 1, format!("{name}.conv1"), &r1);
-                add(2 * i + 2, format!("{name}.conv2"), &r2);
-                h = block.combine_t(r2, &h, false, model.compute);
+            let mut h = model.stem_from_response(r);
+            let mut layer = 1;
+            for (name, block) in model.blocks() {
+                let mut responses = block.responses_t(&h, false, model.compute);
+                for (j, r) in responses.iter().enumerate() {
+                    add(layer, format!("{name}.conv{}", j + 1), r);
+                    layer += 1;
+                }
+                let f = responses.pop().expect("a block has convolutions");
+                h = block.combine_t(f, &h, false, model.compute);
             }
         }
     });

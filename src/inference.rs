@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Cifar10;
 use crate::error::{Error, Result};
-use crate::model::{Arch, Compute, ResNet, ResNetConfig, Shortcut};
+use crate::model::{Arch, BlockKind, Compute, ResNet, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
 
 /// Flags that override (or, for a checkpoint without metadata, supply) the architecture.
@@ -18,6 +18,7 @@ pub struct ModelOverrides {
     pub arch: Option<Arch>,
     pub depth: Option<i64>,
     pub shortcut: Option<Shortcut>,
+    pub block: Option<BlockKind>,
 }
 
 /// A network with its weights, and the checkpoint they came from.
@@ -36,6 +37,7 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compu
         arch: overrides.arch.unwrap_or(inferred.arch),
         depth: overrides.depth.unwrap_or(inferred.depth),
         shortcut: overrides.shortcut.unwrap_or(inferred.shortcut),
+        block: overrides.block.or(inferred.block),
         ..inferred
     };
     let mut vs = VarStore::new(device);

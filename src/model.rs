@@ -3,9 +3,16 @@
 //! and 3 subsamples with stride 2), global average pooling and a 10-way fully connected
 //! layer: depth 6n+2. `Arch::Plain` is the same stack without shortcuts.
 //!
+//! `Arch::Preact` is the pre-activation network of He et al. 2016, "Identity Mappings in
+//! Deep Residual Networks": every block is BN–ReLU–conv–BN–ReLU–conv (basic, depth 6n+2)
+//! or BN–ReLU–conv1×1–BN–ReLU–conv3×3–BN–ReLU–conv1×1 with 4× expansion (bottleneck,
+//! depth 9n+2), and nothing follows the addition, so x_L = x_l + Σ F exactly. A 1×1
+//! strided projection crosses each change of shape, and a final BN–ReLU precedes pooling.
+//!
 //! Variable paths spell the PyTorch reference's state-dict names (`conv1.weight`,
-//! `layer2.0.bn1.running_mean`, `layer3.0.shortcut.0.weight`, `linear.bias`), so
-//! checkpoints move between the two without renaming.
+//! `layer2.0.bn1.running_mean`, `layer3.0.shortcut.0.weight`, `linear.bias`; for the
+//! pre-activation nets those of the most used PyTorch CIFAR version, `layer1.0.downsample.0`,
+//! `bn`, `fc`), so checkpoints move between the two without renaming.
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -18,6 +25,36 @@ pub enum Arch {
     #[default]
     Resnet,
     Plain,
+    /// Pre-activation residual network (He et al. 2016): identity paths with nothing after
+    /// the addition.
+    Preact,
+}
+
+/// The residual unit of a pre-activation network (He et al. 2016, Section 4 and Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BlockKind {
+    /// Two 3×3 convolutions: depth 6n+2.
+    Basic,
+    /// 1×1, 3×3, 1×1 convolutions, the last widening 4×: depth 9n+2 (ResNet-164, -1001).
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Convolutions per block.
+    pub fn layers(self) -> i64 {
+        match self {
+            BlockKind::Basic => 2,
+            BlockKind::Bottleneck => 3,
+        }
+    }
+
+    /// Output channels over the stage's width.
+    pub fn expansion(self) -> i64 {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
 }
 
 /// How a shortcut crosses a change of shape (Section 3.3).
@@ -35,6 +72,7 @@ pub enum Shortcut {
 
 crate::text::value_enum_text!(Arch, "architecture");
 crate::text::value_enum_text!(Shortcut, "shortcut option");
+crate::text::value_enum_text!(BlockKind, "block");
 
 /// Number format of the convolutions and activations. Parameters, BN statistics and the
 /// loss stay fp32 either way.
@@ -126,6 +164,10 @@ pub struct ResNetConfig {
     /// zero weights in its last convolution), so F(x) = 0. No effect on plain networks,
     /// which have no residual branch to silence.
     pub zero_init_residual: bool,
+    /// The block of a pre-activation network; `None` is the 2016 paper's choice: basic
+    /// below depth 164, bottleneck from 164 (ResNet-164, ResNet-1001). The 2015 networks
+    /// have basic blocks only.
+    pub block: Option<BlockKind>,
 }
 
 impl Default for ResNetConfig {
@@ -137,26 +179,53 @@ impl Default for ResNetConfig {
             num_classes: 10,
             batch_norm: true,
             zero_init_residual: false,
+            block: None,
         }
     }
 }
 
 impl ResNetConfig {
-    /// Blocks per stage, `n` in depth = 6n+2; an error for any other depth.
+    /// The block this network is built from: explicit, or the paper's default for its depth.
+    pub fn block(&self) -> BlockKind {
+        self.block.unwrap_or(if self.arch == Arch::Preact && self.depth >= 164 {
+            BlockKind::Bottleneck
+        } else {
+            BlockKind::Basic
+        })
+    }
+
+    /// Blocks per stage, `n` in depth = 6n+2 (basic) or 9n+2 (bottleneck); an error for any
+    /// other depth, or for bottleneck blocks in a 2015 network.
     pub fn blocks_per_stage(&self) -> Result<i64> {
-        if self.depth < 8 || (self.depth - 2) % 6 != 0 {
+        let block = self.block();
+        if block == BlockKind::Bottleneck && self.arch != Arch::Preact {
             return Err(Error::Config(format!(
-                "depth {} is not 6n+2 with n ≥ 1: use 20, 32, 44, 56, 110, 1202 or another 6n+2",
+                "--block bottleneck is for --arch preact (the 2016 pre-activation networks); {} nets have basic blocks",
+                self.arch
+            )));
+        }
+        let per_block = 3 * block.layers();
+        if self.depth < per_block + 2 || (self.depth - 2) % per_block != 0 {
+            let (form, examples) = match block {
+                BlockKind::Basic => ("6n+2", "20, 32, 44, 56, 110, 1202 or another 6n+2"),
+                BlockKind::Bottleneck => ("9n+2", "164, 1001 or another 9n+2, or --block basic"),
+            };
+            return Err(Error::Config(format!(
+                "depth {} is not {form} with n ≥ 1 for {block} blocks: use {examples}",
                 self.depth
             )));
         }
-        Ok((self.depth - 2) / 6)
+        Ok((self.depth - 2) / per_block)
     }
 
-    /// A short name for runs and figures, e.g. `resnet-20`, `plain-56` or `plain-56-nobn`.
+    /// A short name for runs and figures, e.g. `resnet-20`, `plain-56`, `plain-56-nobn` or
+    /// `preact-164` (a block other than the paper's default for the depth is named:
+    /// `preact-164-basic`).
     pub fn name(&self) -> String {
         let nobn = if self.batch_norm { "" } else { "-nobn" };
-        format!("{}-{}{nobn}", self.arch, self.depth)
+        let paper = ResNetConfig { block: None, ..*self }.block();
+        let block = if self.block() != paper { format!("-{}", self.block()) } else { String::new() };
+        format!("{}-{}{block}{nobn}", self.arch, self.depth)
     }
 }
 
@@ -168,10 +237,32 @@ const HE_NORMAL: nn::Init = nn::Init::Kaiming {
     non_linearity: nn::init::NonLinearity::ReLU,
 };
 
+/// He normal with fan-out, as the 2016 paper's code (and the PyTorch CIFAR version whose
+/// names the pre-activation nets spell) initialises their convolutions.
+const HE_NORMAL_FAN_OUT: nn::Init = nn::Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanOut,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
 /// A convolution; it has a bias only when no BN follows it (PyTorch's default bias init).
 fn conv(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding: k / 2, bias, ws_init: HE_NORMAL, ..Default::default() };
+    conv_init(p, (c_in, c_out), k, stride, bias, HE_NORMAL)
+}
+
+fn conv_init(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, stride: i64, bias: bool, init: nn::Init) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding: k / 2, bias, ws_init: init, ..Default::default() };
     nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+/// Sets a convolution's weights (and bias) to zero: a residual branch that starts as F = 0.
+fn silence(c: &nn::Conv2D) {
+    tch::no_grad(|| {
+        let _ = c.ws.shallow_clone().zero_();
+        if let Some(b) = &c.bs {
+            let _ = b.shallow_clone().zero_();
+        }
+    });
 }
 
 /// `x` through convolution `c` (built by [`conv`] with this `stride`), computed as
@@ -212,7 +303,8 @@ pub enum ShortcutPath {
     /// Option A across a change of shape: x[:, :, ::2, ::2] with `pad` zero channels added
     /// on each side, as the PyTorch reference does (so its checkpoints give the same outputs).
     ZeroPad { pad: i64 },
-    /// Option B across a change of shape: 1×1 convolution, stride 2, then BN.
+    /// Option B across a change of shape: 1×1 convolution, stride 2, then BN (the 2015
+    /// nets), or the 1×1 strided convolution alone (the pre-activation nets' `downsample`).
     Projection { conv: nn::Conv2D, bn: Option<nn::BatchNorm>, stride: i64 },
 }
 
@@ -247,11 +339,12 @@ pub struct BasicBlock {
 impl BasicBlock {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, stride: i64, cfg: &ResNetConfig) -> Self {
         let reshapes = stride != 1 || c_in != c_out;
+        // (A pre-activation net builds `PreActBlock`s; with this block it is a 2015 resnet.)
         let shortcut = match (cfg.arch, cfg.shortcut, reshapes) {
             (Arch::Plain, _, _) => ShortcutPath::None,
-            (Arch::Resnet, _, false) => ShortcutPath::Identity,
-            (Arch::Resnet, Shortcut::A, true) => ShortcutPath::ZeroPad { pad: (c_out - c_in) / 2 },
-            (Arch::Resnet, Shortcut::B, true) => {
+            (Arch::Resnet | Arch::Preact, _, false) => ShortcutPath::Identity,
+            (Arch::Resnet | Arch::Preact, Shortcut::A, true) => ShortcutPath::ZeroPad { pad: (c_out - c_in) / 2 },
+            (Arch::Resnet | Arch::Preact, Shortcut::B, true) => {
                 let s = &p / "shortcut";
                 ShortcutPath::Projection {
                     conv: conv(&s / "0", (c_in, c_out), 1, stride, !cfg.batch_norm),
@@ -260,32 +353,27 @@ impl BasicBlock {
                 }
             }
         };
-        let silence = cfg.zero_init_residual && !matches!(shortcut, ShortcutPath::None);
+        let silent = cfg.zero_init_residual && !matches!(shortcut, ShortcutPath::None);
         let block = BasicBlock {
             conv1: conv(&p / "conv1", (c_in, c_out), 3, stride, !cfg.batch_norm),
             bn1: batch_norm(&p / "bn1", c_out, cfg, 1.0),
             conv2: conv(&p / "conv2", (c_out, c_out), 3, 1, !cfg.batch_norm),
-            bn2: batch_norm(&p / "bn2", c_out, cfg, if silence { 0.0 } else { 1.0 }),
+            bn2: batch_norm(&p / "bn2", c_out, cfg, if silent { 0.0 } else { 1.0 }),
             shortcut,
             stride,
         };
-        if silence && !cfg.batch_norm {
-            tch::no_grad(|| {
-                let _ = block.conv2.ws.shallow_clone().zero_();
-                if let Some(b) = &block.conv2.bs {
-                    let _ = b.shallow_clone().zero_();
-                }
-            });
+        if silent && !cfg.batch_norm {
+            silence(&block.conv2);
         }
         block
     }
 
     /// The two layer responses of the block (Fig. 7): each 3×3 convolution's output after
     /// BN, before ReLU or the addition. The second is the residual function F(x).
-    pub fn responses_t(&self, x: &Tensor, train: bool, compute: Compute) -> (Tensor, Tensor) {
+    pub fn responses_t(&self, x: &Tensor, train: bool, compute: Compute) -> Vec<Tensor> {
         let r1 = self.first_response_t(x, train, compute);
         let r2 = self.second_response_t(&r1.relu(), train, compute);
-        (r1, r2)
+        vec![r1, r2]
     }
 
     fn first_response_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
@@ -316,14 +404,155 @@ impl BasicBlock {
     }
 }
 
-/// The whole network: `conv1`, `bn1`, `layer1..3`, global average pooling, `linear`.
+/// A pre-activation block (He et al. 2016, Fig. 4(e)): (BN–ReLU–conv) two times (basic) or
+/// three times (bottleneck: 1×1, 3×3 with the stride, 1×1 widening 4×), plus the shortcut,
+/// with nothing after the addition.
+#[derive(Debug)]
+pub struct PreActBlock {
+    /// `bn1`, `bn2`[, `bn3`]: each before its convolution; `None` without BN.
+    pub bns: Vec<Option<nn::BatchNorm>>,
+    /// `conv1`, `conv2`[, `conv3`] with their strides.
+    pub convs: Vec<(nn::Conv2D, i64)>,
+    /// Identity, or `downsample.0` (1×1 strided convolution) where the shape changes.
+    pub shortcut: ShortcutPath,
+}
+
+impl PreActBlock {
+    /// A block from `c_in` channels to `width × expansion`, subsampling by `stride`.
+    pub fn new(p: nn::Path, c_in: i64, width: i64, stride: i64, cfg: &ResNetConfig) -> Self {
+        let kind = cfg.block();
+        let c_out = width * kind.expansion();
+        let bias = !cfg.batch_norm;
+        let conv = |p: nn::Path, io, k, stride| conv_init(p, io, k, stride, bias, HE_NORMAL_FAN_OUT);
+        let convs = match kind {
+            BlockKind::Basic => vec![
+                (conv(&p / "conv1", (c_in, width), 3, stride), stride),
+                (conv(&p / "conv2", (width, width), 3, 1), 1),
+            ],
+            BlockKind::Bottleneck => vec![
+                (conv(&p / "conv1", (c_in, width), 1, 1), 1),
+                (conv(&p / "conv2", (width, width), 3, stride), stride),
+                (conv(&p / "conv3", (width, c_out), 1, 1), 1),
+            ],
+        };
+        let bns = std::iter::once(c_in)
+            .chain(convs.iter().skip(1).map(|_| width))
+            .enumerate()
+            .map(|(i, c)| batch_norm(&p / format!("bn{}", i + 1), c, cfg, 1.0))
+            .collect();
+        let shortcut = if stride != 1 || c_in != c_out {
+            ShortcutPath::Projection { conv: conv(&p / "downsample" / "0", (c_in, c_out), 1, stride), bn: None, stride }
+        } else {
+            ShortcutPath::Identity
+        };
+        if cfg.zero_init_residual {
+            silence(&convs[convs.len() - 1].0);
+        }
+        PreActBlock { bns, convs, shortcut }
+    }
+
+    /// Each convolution's output, the last one being the residual function F(x).
+    pub fn responses_t(&self, x: &Tensor, train: bool, compute: Compute) -> Vec<Tensor> {
+        let mut out: Vec<Tensor> = Vec::with_capacity(self.convs.len());
+        for (bn, (c, stride)) in self.bns.iter().zip(&self.convs) {
+            let input = out.last().unwrap_or(x);
+            out.push(conv_t(c, &norm_t(bn, input.shallow_clone(), train).relu(), *stride, compute));
+        }
+        out
+    }
+
+    /// F(x): (BN–ReLU–conv) per layer.
+    pub fn residual_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        let mut h = x.shallow_clone();
+        for (bn, (c, stride)) in self.bns.iter().zip(&self.convs) {
+            h = conv_t(c, &norm_t(bn, h, train).relu(), *stride, compute);
+        }
+        h
+    }
+
+    /// x + F(x), nothing after the addition (F's storage is reused).
+    pub fn combine_t(&self, mut f: Tensor, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        if let Some(s) = self.shortcut.forward_t(x, train, compute) {
+            f += s;
+        }
+        f
+    }
+}
+
+/// A block of either design, as the network holds it.
+#[derive(Debug)]
+pub enum Block {
+    /// The 2015 block (residual or plain).
+    Basic(BasicBlock),
+    /// The 2016 pre-activation block (basic or bottleneck).
+    PreAct(PreActBlock),
+}
+
+impl Block {
+    pub fn shortcut(&self) -> &ShortcutPath {
+        match self {
+            Block::Basic(b) => &b.shortcut,
+            Block::PreAct(b) => &b.shortcut,
+        }
+    }
+
+    /// The block's convolutions, shortcut projection included.
+    pub fn convs(&self) -> Vec<&nn::Conv2D> {
+        let mut convs = match self {
+            Block::Basic(b) => vec![&b.conv1, &b.conv2],
+            Block::PreAct(b) => b.convs.iter().map(|(c, _)| c).collect(),
+        };
+        if let ShortcutPath::Projection { conv, .. } = self.shortcut() {
+            convs.push(conv);
+        }
+        convs
+    }
+
+    /// The layer responses (Fig. 7): for the 2015 block each convolution's output after BN,
+    /// for a pre-activation block each convolution's output. The last one is F(x).
+    pub fn responses_t(&self, x: &Tensor, train: bool, compute: Compute) -> Vec<Tensor> {
+        match self {
+            Block::Basic(b) => b.responses_t(x, train, compute),
+            Block::PreAct(b) => b.responses_t(x, train, compute),
+        }
+    }
+
+    /// The residual function F(x), before the addition.
+    pub fn residual_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        match self {
+            Block::Basic(b) => b.residual_t(x, train, compute),
+            Block::PreAct(b) => b.residual_t(x, train, compute),
+        }
+    }
+
+    /// The block's output from F(x) and x.
+    pub fn combine_t(&self, f: Tensor, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        match self {
+            Block::Basic(b) => b.combine_t(f, x, train, compute),
+            Block::PreAct(b) => b.combine_t(f, x, train, compute),
+        }
+    }
+
+    /// The block's output.
+    pub fn forward_t(&self, x: &Tensor, train: bool, compute: Compute) -> Tensor {
+        self.combine_t(self.residual_t(x, train, compute), x, train, compute)
+    }
+}
+
+/// The whole network: `conv1`, `bn1`, `layer1..3`, global average pooling, `linear`; for
+/// the pre-activation nets `conv1`, `layer1..3`, `bn`, ReLU, pooling, `fc`.
 #[derive(Debug)]
 pub struct ResNet {
     pub config: ResNetConfig,
     pub conv1: nn::Conv2D,
+    /// The stem's BN (the 2015 nets with BN).
     pub bn1: Option<nn::BatchNorm>,
-    /// The three stages of `n` blocks each, with 16, 32 and 64 filters.
-    pub stages: [Vec<BasicBlock>; 3],
+    /// The three stages of `n` blocks each, with 16, 32 and 64 filters (×4 at the output of
+    /// a bottleneck).
+    pub stages: [Vec<Block>; 3],
+    /// The pre-activation nets' final BN (`bn`), before the last ReLU and pooling.
+    pub final_bn: Option<nn::BatchNorm>,
+    /// The classifier: `linear`, or `fc` in a pre-activation net.
     pub linear: nn::Linear,
     /// Number format and layout of the computation, given when the network is built.
     pub compute: Compute,
@@ -345,28 +574,39 @@ impl ResNet {
     /// shapes, names and checkpoints do not change.
     pub fn with_compute(p: &nn::Path, config: ResNetConfig, compute: Compute) -> Result<Self> {
         let n = config.blocks_per_stage()?;
+        let preact = config.arch == Arch::Preact;
+        let expansion = if preact { config.block().expansion() } else { 1 };
         let mut c_in = STAGE_WIDTHS[0];
         let stages = std::array::from_fn(|s| {
             let layer = p / format!("layer{}", s + 1);
-            let c_out = STAGE_WIDTHS[s];
+            let width = STAGE_WIDTHS[s];
             (0..n)
                 .map(|i| {
                     let stride = if s > 0 && i == 0 { 2 } else { 1 };
-                    let block = BasicBlock::new(&layer / i, c_in, c_out, stride, &config);
-                    c_in = c_out;
+                    let block = if preact {
+                        Block::PreAct(PreActBlock::new(&layer / i, c_in, width, stride, &config))
+                    } else {
+                        Block::Basic(BasicBlock::new(&layer / i, c_in, width, stride, &config))
+                    };
+                    c_in = width * expansion;
                     block
                 })
                 .collect()
         });
-        let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
-        let model = ResNet {
-            config,
-            conv1: conv(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm),
-            bn1: batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
-            stages,
-            linear: nn::linear(p / "linear", STAGE_WIDTHS[2], config.num_classes, linear_cfg),
-            compute,
+        let (conv1, bn1, final_bn, linear) = if preact {
+            let conv1 = conv_init(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm, HE_NORMAL_FAN_OUT);
+            let fc = nn::linear(p / "fc", c_in, config.num_classes, Default::default());
+            (conv1, None, batch_norm(p / "bn", c_in, &config, 1.0), fc)
+        } else {
+            let linear_cfg = nn::LinearConfig { ws_init: HE_NORMAL, ..Default::default() };
+            (
+                conv(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm),
+                batch_norm(p / "bn1", STAGE_WIDTHS[0], &config, 1.0),
+                None,
+                nn::linear(p / "linear", c_in, config.num_classes, linear_cfg),
+            )
         };
+        let model = ResNet { config, conv1, bn1, stages, final_bn, linear, compute };
         model.lay_out_weights();
         Ok(model)
     }
@@ -383,34 +623,51 @@ impl ResNet {
         };
         relayout(&self.conv1);
         for block in self.stages.iter().flatten() {
-            relayout(&block.conv1);
-            relayout(&block.conv2);
-            if let ShortcutPath::Projection { conv, .. } = &block.shortcut {
-                relayout(conv);
-            }
+            block.convs().into_iter().for_each(relayout);
         }
     }
 
-    /// The stem's layer response: conv1 after BN, before ReLU. `x` is the fp32 input; it
-    /// is cast to the compute type and layout here.
+    /// The stem's layer response: conv1 after BN (2015) or conv1 alone (pre-activation),
+    /// before any ReLU. `x` is the fp32 input; it is cast to the compute type and layout here.
     pub fn stem_response_t(&self, x: &Tensor, train: bool) -> Tensor {
         norm_t(&self.bn1, conv_t(&self.conv1, &self.compute.cast(x), 1, self.compute), train)
     }
 
-    /// The stem: conv1–BN–ReLU.
+    /// The stem: conv1–BN–ReLU, or conv1 alone in a pre-activation net (its first block
+    /// begins with BN–ReLU).
     pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.stem_response_t(x, train).relu_()
+        self.stem_from_response(self.stem_response_t(x, train))
     }
 
-    /// The classifier head: global average pooling (accumulated and returned in fp32), then
-    /// the fully connected layer in fp32.
-    pub fn head(&self, x: &Tensor) -> Tensor {
+    /// The stem's output from its response: ReLU, or nothing in a pre-activation net.
+    pub fn stem_from_response(&self, mut r: Tensor) -> Tensor {
+        if self.config.arch == Arch::Preact {
+            r
+        } else {
+            r.relu_()
+        }
+    }
+
+    /// The classifier head: (in a pre-activation net, the final BN–ReLU, then) global
+    /// average pooling (accumulated and returned in fp32), then the fully connected layer
+    /// in fp32. `train` matters for the final BN only.
+    pub fn head(&self, x: &Tensor, train: bool) -> Tensor {
+        self.head_features(x, train).apply(&self.linear)
+    }
+
+    /// The pooled features the classifier sees (N×C).
+    pub fn head_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = if self.config.arch == Arch::Preact {
+            norm_t(&self.final_bn, x.shallow_clone(), train).relu()
+        } else {
+            x.shallow_clone()
+        };
         let kind = if x.kind() == Kind::BFloat16 { Kind::Float } else { x.kind() };
-        x.mean_dim([2i64, 3].as_slice(), false, kind).apply(&self.linear)
+        x.mean_dim([2i64, 3].as_slice(), false, kind)
     }
 
     /// All blocks in order, with their names (`layer2.0`, …).
-    pub fn blocks(&self) -> impl Iterator<Item = (String, &BasicBlock)> {
+    pub fn blocks(&self) -> impl Iterator<Item = (String, &Block)> {
         self.stages
             .iter()
             .enumerate()
@@ -421,7 +678,7 @@ impl ResNet {
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
-        self.head(&x)
+        self.head(&x, train)
     }
 }
 

@@ -87,7 +87,7 @@ fn probed_gradients_match_finite_differences() {
         let loss_from = |h: &Tensor| {
             let h =
                 blocks[l - 1..].iter().fold(h.shallow_clone(), |h, (_, blk)| blk.forward_t(&h, true, model.compute));
-            tch::no_grad(|| loss(&model.head(&h))).double_value(&[])
+            tch::no_grad(|| loss(&model.head(&h, false))).double_value(&[])
         };
         let g = b.probe.grad().view(-1);
         let flat = b.activation.view(-1);

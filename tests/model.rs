@@ -1,8 +1,11 @@
-//! Shapes, parameter counts and the option-A shortcut of the paper's CIFAR networks.
+//! Shapes, parameter counts and the option-A shortcut of the paper's CIFAR networks, and
+//! the pre-activation networks of He et al. 2016.
 
 mod common;
 
-use resnet_cifar::model::{parameter_count, Arch, BasicBlock, Compute, ResNet, ResNetConfig, Shortcut, ShortcutPath};
+use resnet_cifar::model::{
+    parameter_count, Arch, BasicBlock, BlockKind, Compute, ResNet, ResNetConfig, Shortcut, ShortcutPath,
+};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -76,13 +79,13 @@ fn option_a_subsamples_and_pads_with_exact_zeros() {
 #[test]
 fn plain_blocks_have_no_shortcut_and_identity_blocks_pass_x() {
     let (_, plain) = build(20, Arch::Plain, Shortcut::A);
-    assert!(plain.blocks().all(|(_, b)| matches!(b.shortcut, ShortcutPath::None)));
+    assert!(plain.blocks().all(|(_, b)| matches!(b.shortcut(), ShortcutPath::None)));
     let (_, res) = build(20, Arch::Resnet, Shortcut::B);
-    let projections = res.blocks().filter(|(_, b)| matches!(b.shortcut, ShortcutPath::Projection { .. })).count();
+    let projections = res.blocks().filter(|(_, b)| matches!(b.shortcut(), ShortcutPath::Projection { .. })).count();
     assert_eq!(projections, 2);
     let x = Tensor::randn([1, 16, 32, 32], (Kind::Float, Device::Cpu));
     let (_, b) = res.blocks().next().unwrap();
-    assert!(b.shortcut.forward_t(&x, false, Compute::default()).unwrap().equal(&x));
+    assert!(b.shortcut().forward_t(&x, false, Compute::default()).unwrap().equal(&x));
 }
 
 fn names(depth: i64, arch: Arch, shortcut: Shortcut) -> Vec<String> {
@@ -140,4 +143,84 @@ fn names_match_the_reference_checkpoint_when_present() {
     let mut theirs: Vec<String> = ckpt.tensors.keys().cloned().collect();
     theirs.sort();
     assert_eq!(names(20, Arch::Resnet, Shortcut::A), theirs);
+}
+
+fn preact(depth: i64, block: Option<BlockKind>) -> (VarStore, ResNet) {
+    let vs = VarStore::new(Device::Cpu);
+    let cfg = ResNetConfig { depth, arch: Arch::Preact, block, ..Default::default() };
+    let model = ResNet::new(&vs.root(), cfg).unwrap();
+    (vs, model)
+}
+
+/// He et al. 2016's CIFAR networks, counted as the common PyTorch version counts them.
+#[test]
+fn preactivation_parameter_counts() {
+    for (depth, block, count) in [
+        (20, BlockKind::Basic, 272_282),
+        (56, BlockKind::Basic, 855_578),
+        (110, BlockKind::Basic, 1_730_522),
+        (164, BlockKind::Bottleneck, 1_703_258),
+        (1001, BlockKind::Bottleneck, 10_327_706),
+    ] {
+        let (vs, model) = preact(depth, None);
+        assert_eq!(model.config.block(), block, "the paper's block at depth {depth}");
+        assert_eq!(parameter_count(&vs), count, "preact-{depth}");
+    }
+}
+
+#[test]
+fn preactivation_names_shapes_and_depth_forms() {
+    let (vs, model) = preact(164, None);
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    assert!(names.iter().all(|s| !s.contains("__")), "tch renamed a colliding path");
+    for want in ["conv1.weight", "layer1.0.bn3.running_var", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight"] {
+        assert!(names.contains(&want.to_string()), "{want}");
+    }
+    for want in ["layer2.0.downsample.0.weight", "layer3.17.conv3.weight", "bn.weight", "fc.weight", "fc.bias"] {
+        assert!(names.contains(&want.to_string()), "{want}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("bn1.") || n.starts_with("linear.")), "no 2015 stem BN or linear");
+    assert_eq!(names.iter().filter(|n| n.contains("downsample")).count(), 3);
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    assert_eq!(model.forward_t(&x, true).size(), [2, 10]);
+    let mut h = model.stem_t(&x, false);
+    for (s, want) in [[256, 8, 8], [128, 16, 16], [64, 32, 32]].iter().rev().enumerate() {
+        for b in &model.stages[s] {
+            h = b.forward_t(&h, false, model.compute);
+        }
+        assert_eq!(&h.size()[1..], want);
+    }
+
+    let vs = VarStore::new(Device::Cpu);
+    let bad = |depth, arch, block| {
+        let cfg = ResNetConfig { depth, arch, block, ..Default::default() };
+        ResNet::new(&vs.root(), cfg).unwrap_err().to_string()
+    };
+    assert!(bad(165, Arch::Preact, None).contains("9n+2"));
+    assert!(bad(21, Arch::Preact, Some(BlockKind::Basic)).contains("6n+2"));
+    assert!(bad(164, Arch::Resnet, Some(BlockKind::Bottleneck)).contains("--arch preact"));
+}
+
+/// Nothing follows the addition: with zero-initialised residual branches every block is
+/// the identity, so the stem's output reaches the head unchanged.
+#[test]
+fn zero_initialised_preactivation_blocks_are_identities() {
+    for (depth, block) in [(20, BlockKind::Basic), (29, BlockKind::Bottleneck)] {
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = ResNetConfig { depth, arch: Arch::Preact, block: Some(block), zero_init_residual: true, ..Default::default() };
+        let model = ResNet::new(&vs.root(), cfg).unwrap();
+        let mut h = model.stem_t(&Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
+        let mut identities = 0;
+        for (name, b) in model.blocks() {
+            let out = b.forward_t(&h, true, model.compute);
+            if matches!(b.shortcut(), ShortcutPath::Identity) {
+                assert!(out.equal(&h), "{name} of {block}");
+                identities += 1;
+            }
+            h = out;
+        }
+        // Projections: layer2.0 and layer3.0, and layer1.0 where a bottleneck widens 16 to 64.
+        let projections = if block == BlockKind::Basic { 2 } else { 3 };
+        assert_eq!(identities, 3 * model.stages[0].len() - projections);
+    }
 }

@@ -12,7 +12,7 @@ use resnet_cifar::bench::{self, BenchConfig, BenchMode};
 use resnet_cifar::data::default_data_dir;
 use resnet_cifar::evaluate::evaluate;
 use resnet_cifar::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
-use resnet_cifar::model::{Arch, Compute, ResNetConfig, Shortcut};
+use resnet_cifar::model::{Arch, BlockKind, Compute, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
 use resnet_cifar::report::{self, ReportContext};
@@ -110,7 +110,7 @@ impl TableOutput {
 
 #[derive(Debug, Clone, Args)]
 pub struct GradFlowArgs {
-    /// Architectures, comma-separated (e.g. plain,resnet); one table and line per network.
+    /// Architectures, comma-separated (e.g. plain,resnet,preact); one table and line per network.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "resnet")]
     pub arch: Vec<Arch>,
     /// Depths, comma-separated (e.g. 56,110).
@@ -118,6 +118,9 @@ pub struct GradFlowArgs {
     pub depth: Vec<i64>,
     #[arg(long, value_enum, default_value_t = Shortcut::A)]
     pub shortcut: Shortcut,
+    /// Block of the pre-activation nets [default: basic below depth 164, bottleneck from 164].
+    #[arg(long, value_enum)]
+    pub block: Option<BlockKind>,
     /// A trained checkpoint instead of freshly initialised networks.
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -203,6 +206,9 @@ pub struct WeightsArgs {
     /// Override the shortcut option.
     #[arg(long, value_enum)]
     pub shortcut: Option<Shortcut>,
+    /// Override the block of a pre-activation net.
+    #[arg(long, value_enum)]
+    pub block: Option<BlockKind>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
@@ -214,7 +220,7 @@ pub struct WeightsArgs {
 impl WeightsArgs {
     fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer)> {
         let device = self.device;
-        let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut };
+        let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut, block: self.block };
         let loaded = load_model(&self.weights, &overrides, device, compute)?;
         let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
         Ok((loaded, normalizer))
@@ -361,6 +367,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
                     shortcut: args.shortcut,
                     batch_norm: !args.no_bn,
                     zero_init_residual: args.zero_init_residual,
+                    block: args.block,
                     ..Default::default()
                 };
                 cfg.blocks_per_stage()?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 use resnet_cifar::data::default_data_dir;
 use resnet_cifar::device::parse_device;
-use resnet_cifar::model::{Arch, Compute, Layout, Precision, ResNetConfig, Shortcut};
+use resnet_cifar::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::schedule::ScheduleKind;
 use resnet_cifar::train::TrainConfig;
@@ -18,12 +18,16 @@ use tch::Device;
 /// Which network.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Depth 6n+2: 20, 32, 44, 56, 110, 1202, …
+    /// Depth 6n+2 (20, 32, 44, 56, 110, 1202, …), or 9n+2 for bottleneck blocks (164, 1001).
     #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
     pub depth: i64,
-    /// Residual network or the plain baseline without shortcuts.
+    /// Residual network (2015), the plain baseline without shortcuts, or the pre-activation
+    /// residual network (2016).
     #[arg(long, value_enum, default_value_t = Arch::Resnet)]
     pub arch: Arch,
+    /// Block of a pre-activation net [default: basic below depth 164, bottleneck from 164].
+    #[arg(long, value_enum)]
+    pub block: Option<BlockKind>,
     /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
     #[arg(long, value_enum, default_value_t = Shortcut::A)]
     pub shortcut: Shortcut,
@@ -46,6 +50,7 @@ impl ModelArgs {
             shortcut: self.shortcut,
             batch_norm: !self.no_bn,
             zero_init_residual: self.zero_init_residual,
+            block: self.block,
             num_classes: self.num_classes,
         }
     }

@@ -11,7 +11,7 @@ use tch::Device;
 
 use crate::device::{device_name, parse_device};
 use crate::error::{Error, Result};
-use crate::model::{Arch, Compute, Layout, Precision, ResNetConfig, Shortcut};
+use crate::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
 use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
 
@@ -140,6 +140,9 @@ pub struct RunFile {
     pub batch_norm: bool,
     #[serde(default)]
     pub zero_init_residual: bool,
+    /// The pre-activation block asked for (none: the paper's choice for the depth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockKind>,
     #[serde(default = "cifar10_classes")]
     pub num_classes: i64,
     pub parameters: i64,
@@ -202,6 +205,7 @@ impl RunFile {
             shortcut: cfg.model.shortcut,
             batch_norm: cfg.model.batch_norm,
             zero_init_residual: cfg.model.zero_init_residual,
+            block: cfg.model.block,
             num_classes: cfg.model.num_classes,
             parameters,
             precision: cfg.compute.precision,
@@ -274,6 +278,7 @@ impl RunFile {
             shortcut: self.shortcut,
             batch_norm: self.batch_norm,
             zero_init_residual: self.zero_init_residual,
+            block: self.block,
             num_classes: self.num_classes,
         };
         Ok(TrainConfig {

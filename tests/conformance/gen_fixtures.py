@@ -4,12 +4,16 @@
 Usage: python gen_fixtures.py [--spec-stats] OUT_DIR
 
 Writes OUT_DIR/{arch}-{shortcut}-{depth}.safetensors for
-arch in {resnet, plain}, shortcut in {A, B}, depth in {20, 56} (8 files).
+arch in {resnet, plain}, shortcut in {A, B}, depth in {20, 56} (8 files), and
+OUT_DIR/preact-{block}-{depth}.safetensors for the pre-activation networks of
+He et al. 2016 (basic 20 and 56, bottleneck 47 and 164: 4 files).
 For `plain` the shortcut option has no effect (plain blocks have no shortcut);
 both names are still written, each with its own seed, so that a consumer can
 loop over all 8 combinations uniformly.
 
-Each file holds (all float32 unless noted):
+Each file holds (all float32 unless noted; float64 for the pre-activation nets,
+whose depth-164 fp32 round-off alone exceeds the tolerance: PyTorch's own fp32
+gradients differ from its fp64 ones by up to 2e-2 relative there):
   <state-dict name>                 model parameters and BN running stats
                                     (num_batches_tracked is not saved)
                                     conv/linear weight: kaiming normal (fan_in, relu)
@@ -28,8 +32,12 @@ Metadata: {"arch", "shortcut", "depth", "seed", "torch", "running_stats"} (strin
 Tensor contents are bit-for-bit reproducible; the file bytes may differ between
 runs only in the order of the JSON metadata keys.
 
-The model is written from He et al. 2015, Section 4.2; it needs only torch
-and safetensors.
+The models are written from He et al. 2015, Section 4.2, and He et al. 2016,
+"Identity Mappings in Deep Residual Networks" (BN-ReLU-conv units, nothing
+after the addition, a 1x1 strided projection of the block's input where the
+shape changes, a final BN-ReLU before pooling; names as the common PyTorch
+CIFAR version: layerX.Y.{bn,conv}{1,2,3}, layerX.0.downsample.0, bn, fc).
+They need only torch and safetensors.
 """
 
 import copy
@@ -51,6 +59,9 @@ SHORTCUTS = ("A", "B")
 # Trainable parameter counts (weights + BN affine), option A / plain.
 EXPECTED_PARAMS = {20: 269722, 56: 853018}
 OPTION_B_EXTRA = 2752  # two 1x1 projections + their BN: (512 + 64) + (2048 + 128)
+# Pre-activation cases: (block, depth) and their parameter counts (None: not pinned).
+PREACT_CASES = (("basic", 20), ("basic", 56), ("bottleneck", 47), ("bottleneck", 164))
+PREACT_PARAMS = {("basic", 20): 272282, ("basic", 56): 855578, ("bottleneck", 164): 1703258}
 # --spec-stats: keep the blind running stats (N(0, 0.1) / U(0.5, 1.5)) instead
 # of calibrate_running_stats(); eval logits then blow up with depth.
 SPEC_STATS = False
@@ -113,6 +124,57 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
+class PreActBlock(nn.Module):
+    """(BN-ReLU-conv) x2 (basic) or x3 (bottleneck 1x1, 3x3, 1x1 widening 4x),
+    plus x or a 1x1 strided projection of x; nothing after the addition."""
+
+    def __init__(self, in_planes, planes, stride, block):
+        super().__init__()
+        if block == "basic":
+            shapes = [(in_planes, planes, 3, stride), (planes, planes, 3, 1)]
+        else:
+            shapes = [(in_planes, planes, 1, 1), (planes, planes, 3, stride), (planes, 4 * planes, 1, 1)]
+        self.depth = len(shapes)
+        for i, (cin, cout, k, s) in enumerate(shapes, start=1):
+            setattr(self, f"bn{i}", nn.BatchNorm2d(cin))
+            setattr(self, f"conv{i}", nn.Conv2d(cin, cout, k, stride=s, padding=k // 2, bias=False))
+        out_planes = shapes[-1][1]
+        self.downsample = None
+        if stride != 1 or in_planes != out_planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False))
+        self.out_planes = out_planes
+
+    def forward(self, x):
+        out = x
+        for i in range(1, self.depth + 1):
+            out = getattr(self, f"conv{i}")(F.relu(getattr(self, f"bn{i}")(out)))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class PreActResNet(nn.Module):
+    def __init__(self, depth, block, num_classes=NUM_CLASSES):
+        super().__init__()
+        per_block = 6 if block == "basic" else 9
+        assert (depth - 2) % per_block == 0, depth
+        n = (depth - 2) // per_block
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
+        in_planes = 16
+        for k, planes in enumerate((16, 32, 64), start=1):
+            blocks = []
+            for i in range(n):
+                stride = 2 if (k > 1 and i == 0) else 1
+                blocks.append(PreActBlock(in_planes, planes, stride, block))
+                in_planes = blocks[-1].out_planes
+            setattr(self, f"layer{k}", nn.Sequential(*blocks))
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x):
+        out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        out = F.relu(self.bn(out)).mean(dim=(2, 3))
+        return self.fc(out)
+
+
 def randomize(model):
     """Non-trivial values, drawn in module order from the global (seeded) RNG."""
     with torch.no_grad():
@@ -159,26 +221,41 @@ def calibrate_running_stats(model, calib_batch=16):
 
 def model_tensors(model):
     return {
-        k: v.detach().clone().contiguous().float()
+        k: v.detach().clone().contiguous()
         for k, v in model.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
+
+
+def build(arch, variant, depth):
+    """The model of a case: variant is the shortcut (2015 nets) or the block (preact)."""
+    if arch == "preact":
+        return PreActResNet(depth, variant)
+    return CifarResNet(depth, arch, variant)
+
+
+def expected_params(arch, variant, depth):
+    if arch == "preact":
+        return PREACT_PARAMS.get((variant, depth))
+    return EXPECTED_PARAMS[depth] + (OPTION_B_EXTRA if arch == "resnet" and variant == "B" else 0)
 
 
 def make_case(arch, shortcut, depth):
     name = f"{arch}-{shortcut}-{depth}"
     seed = zlib.crc32(name.encode())
     torch.manual_seed(seed)
-    model = CifarResNet(depth, arch, shortcut)
+    model = build(arch, shortcut, depth)
     randomize(model)
     if not SPEC_STATS:
         calibrate_running_stats(model)
 
     n_params = sum(p.numel() for p in model.parameters())
-    expected = EXPECTED_PARAMS[depth] + (OPTION_B_EXTRA if arch == "resnet" and shortcut == "B" else 0)
-    assert n_params == expected, f"{name}: {n_params} parameters, expected {expected}"
+    expected = expected_params(arch, shortcut, depth)
+    assert expected is None or n_params == expected, f"{name}: {n_params} parameters, expected {expected}"
 
-    x = torch.randn(BATCH, 3, 32, 32)
+    dtype = torch.float64 if arch == "preact" else torch.float32
+    model.to(dtype)
+    x = torch.randn(BATCH, 3, 32, 32).to(dtype)
     labels = torch.randint(0, NUM_CLASSES, (BATCH,), dtype=torch.int64)
 
     # Snapshot first: the train-mode pass below runs on a copy, so these
@@ -212,7 +289,7 @@ def make_case(arch, shortcut, depth):
 def self_check(path, arch, shortcut, depth):
     """Reload the file into a fresh model and reproduce logits_eval."""
     t = load_file(path)
-    model = CifarResNet(depth, arch, shortcut)
+    model = build(arch, shortcut, depth).to(t["fixture.input"].dtype)
     state = {k: v for k, v in t.items() if not k.startswith("fixture.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
@@ -235,28 +312,28 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    for arch in ARCHS:
-        for shortcut in SHORTCUTS:
-            for depth in DEPTHS:
-                t0 = time.time()
-                name, seed, n_params, tensors, loss = make_case(arch, shortcut, depth)
-                path = os.path.join(out_dir, f"{name}.safetensors")
-                meta = {
-                    "arch": arch,
-                    "shortcut": shortcut,
-                    "depth": str(depth),
-                    "seed": str(seed),
-                    "torch": torch.__version__,
-                    "running_stats": "spec" if SPEC_STATS else "calibrated",
-                }
-                save_file(tensors, path, metadata=meta)
-                self_check(path, arch, shortcut, depth)
-                n_grads = sum(k.startswith("fixture.grad.") for k in tensors)
-                print(
-                    f"{name}: params={n_params} tensors={len(tensors)} grads={n_grads} "
-                    f"loss_train={loss:.6f} bytes={os.path.getsize(path)} "
-                    f"time={time.time() - t0:.2f}s"
-                )
+    cases = [(a, s, d) for a in ARCHS for s in SHORTCUTS for d in DEPTHS]
+    cases += [("preact", block, depth) for block, depth in PREACT_CASES]
+    for arch, variant, depth in cases:
+        t0 = time.time()
+        name, seed, n_params, tensors, loss = make_case(arch, variant, depth)
+        path = os.path.join(out_dir, f"{name}.safetensors")
+        meta = {
+            "arch": arch,
+            ("block" if arch == "preact" else "shortcut"): variant,
+            "depth": str(depth),
+            "seed": str(seed),
+            "torch": torch.__version__,
+            "running_stats": "spec" if SPEC_STATS else "calibrated",
+        }
+        save_file(tensors, path, metadata=meta)
+        self_check(path, arch, variant, depth)
+        n_grads = sum(k.startswith("fixture.grad.") for k in tensors)
+        print(
+            f"{name}: params={n_params} tensors={len(tensors)} grads={n_grads} "
+            f"loss_train={loss:.6f} bytes={os.path.getsize(path)} "
+            f"time={time.time() - t0:.2f}s"
+        )
 
 
 if __name__ == "__main__":
