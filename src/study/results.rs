@@ -1,6 +1,6 @@
 //! The study's results in Table 6's layout (per network: parameters, seeds, test error
 //! mean ± std, best, min–max, final training error mean ± std, the paper's figure) as
-//! `results.json`, `results.csv` and `results.md`, and the figures: Fig. 6 (two panels,
+//! `results.json`, `results.csv` and `results.md`, and the figures: Fig. 6 (a panel per family:
 //! plain and residual; dashed training error, bold test error; the mean over seeds with a
 //! min–max band) and Fig. 7 (layer responses of the trained networks).
 
@@ -19,9 +19,20 @@ use super::plan::{Cell, CellState, Grid};
 /// runs (mean 6.61 ± 0.16). The paper gives no table for the plain nets (Fig. 6 only).
 pub const PAPER_TEST_ERR: [(i64, f64); 6] = [(20, 8.75), (32, 7.51), (44, 7.17), (56, 6.97), (110, 6.43), (1202, 7.93)];
 
-/// The paper's test error for a network, when Table 6 has it.
+/// Test error (%) of the pre-activation ResNets on CIFAR-10 in He et al. (2016), "Identity
+/// Mappings in Deep Residual Networks", Tables 2 and 3 (164 and 1001 with bottlenecks; 1001
+/// is the mean of 5 runs' best, 4.89 ± 0.14 over runs).
+pub const PAPER_PREACT_TEST_ERR: [(i64, f64); 3] = [(110, 6.37), (164, 5.46), (1001, 4.92)];
+
+/// The paper's test error for a network, when Table 6 (or, for `preact`, the 2016 paper)
+/// has it.
 pub fn paper_test_err(arch: &str, depth: i64) -> Option<f64> {
-    (arch == "resnet").then(|| PAPER_TEST_ERR.iter().find(|(d, _)| *d == depth).map(|(_, e)| *e)).flatten()
+    let table: &[(i64, f64)] = match arch {
+        "resnet" => &PAPER_TEST_ERR,
+        "preact" => &PAPER_PREACT_TEST_ERR,
+        _ => return None,
+    };
+    table.iter().find(|(d, _)| *d == depth).map(|(_, e)| *e)
 }
 
 /// A finished cell's learning curves (its `metrics.csv` rows).
@@ -339,7 +350,8 @@ pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
         }
         p
     };
-    let panels: Vec<Panel> = [panel("plain", "plain networks"), panel("resnet", "ResNets")]
+    let panels: Vec<Panel> =
+        [panel("plain", "plain networks"), panel("resnet", "ResNets"), panel("preact", "pre-activation ResNets (2016)")]
         .into_iter()
         .filter(|p| !p.lines.is_empty())
         .collect();
