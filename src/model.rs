@@ -218,6 +218,15 @@ impl ResNetConfig {
         Ok((self.depth - 2) / per_block)
     }
 
+    /// How blocks are built, for reports: `shortcut A` (2015) or `pre-activation, bottleneck blocks`.
+    pub fn design(&self) -> String {
+        if self.arch == Arch::Preact {
+            format!("pre-activation, {} blocks", self.block())
+        } else {
+            format!("shortcut {}", self.shortcut)
+        }
+    }
+
     /// A short name for runs and figures, e.g. `resnet-20`, `plain-56`, `plain-56-nobn` or
     /// `preact-164` (a block other than the paper's default for the depth is named:
     /// `preact-164-basic`).

@@ -33,10 +33,10 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{}: {} (shortcut {}), normalization {}",
+        "{}: {} ({}), normalization {}",
         ctx.checkpoint,
         ctx.model.name(),
-        ctx.model.shortcut,
+        ctx.model.design(),
         ctx.normalization
     );
     let _ = writeln!(s, "test set: {} ({} images)", ctx.data_dir, e.images);
@@ -64,6 +64,7 @@ pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
         "arch": ctx.model.arch.to_string(),
         "depth": ctx.model.depth,
         "shortcut": ctx.model.shortcut.to_string(),
+        "block": ctx.model.block().to_string(),
         "normalization": ctx.normalization.to_string(),
         "images": e.images,
         "top1_error": e.error,

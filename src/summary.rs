@@ -28,14 +28,14 @@ pub fn summary(cfg: ResNetConfig) -> Result<String> {
     let model = ResNet::new(&vs.root(), cfg)?;
     let mut out = String::new();
     let preact = cfg.arch == Arch::Preact;
-    let design = if preact { format!("pre-activation, {} blocks", cfg.block()) } else { format!("shortcut {}", cfg.shortcut) };
     let _ = writeln!(
         out,
-        "{} (depth {} = {}·{}+2, {design})",
+        "{} (depth {} = {}·{}+2, {})",
         cfg.name(),
         cfg.depth,
         3 * cfg.block().layers(),
         cfg.blocks_per_stage()?,
+        cfg.design()
     );
     let _ = writeln!(out, "{:<12} {:<40} {:>10} {:>10}", "layer", "type", "output", "params");
     let mut row = |name: &str, kind: &str, t: &Tensor, params: i64| {

@@ -207,7 +207,13 @@ fn preactivation_names_shapes_and_depth_forms() {
 fn zero_initialised_preactivation_blocks_are_identities() {
     for (depth, block) in [(20, BlockKind::Basic), (29, BlockKind::Bottleneck)] {
         let vs = VarStore::new(Device::Cpu);
-        let cfg = ResNetConfig { depth, arch: Arch::Preact, block: Some(block), zero_init_residual: true, ..Default::default() };
+        let cfg = ResNetConfig {
+            depth,
+            arch: Arch::Preact,
+            block: Some(block),
+            zero_init_residual: true,
+            ..Default::default()
+        };
         let model = ResNet::new(&vs.root(), cfg).unwrap();
         let mut h = model.stem_t(&Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
         let mut identities = 0;

@@ -220,7 +220,8 @@ pub struct WeightsArgs {
 impl WeightsArgs {
     fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer)> {
         let device = self.device;
-        let overrides = ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut, block: self.block };
+        let overrides =
+            ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut, block: self.block };
         let loaded = load_model(&self.weights, &overrides, device, compute)?;
         let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
         Ok((loaded, normalizer))

@@ -350,11 +350,14 @@ pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
         }
         p
     };
-    let panels: Vec<Panel> =
-        [panel("plain", "plain networks"), panel("resnet", "ResNets"), panel("preact", "pre-activation ResNets (2016)")]
-        .into_iter()
-        .filter(|p| !p.lines.is_empty())
-        .collect();
+    let panels: Vec<Panel> = [
+        panel("plain", "plain networks"),
+        panel("resnet", "ResNets"),
+        panel("preact", "pre-activation ResNets (2016)"),
+    ]
+    .into_iter()
+    .filter(|p| !p.lines.is_empty())
+    .collect();
     if panels.is_empty() {
         return Err(Error::Config("no finished cells to draw".into()));
     }
