@@ -1,8 +1,9 @@
-//! CIFAR-10 in the official binary layout (`cifar-10-batches-bin/`): five training batches
-//! and one test batch of 10,000 records each; a record is one label byte followed by the
-//! 1024 red, 1024 green and 1024 blue bytes of a 32×32 image, row-major.
+//! CIFAR-10 and CIFAR-100 in the official binary layouts ([`dataset`] says which files and
+//! records): each file is read with one read and validated (its size, every label byte),
+//! and the class names come from the data set's names file. Errors name the file and say
+//! how to get a good copy.
 //!
-//! Images stay as `u8` tensors (150 MB for the training set rather than 600 MB of floats);
+//! Images stay as `u8` tensors (150 MB for a training set rather than 600 MB of floats);
 //! batches are converted to floats and normalised one at a time (see `normalize.rs`).
 
 use std::path::{Path, PathBuf};
@@ -11,16 +12,12 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-pub const IMAGE_SIDE: i64 = 32;
-pub const IMAGE_BYTES: usize = 3 * 32 * 32;
-pub const RECORD_BYTES: usize = IMAGE_BYTES + 1;
-pub const RECORDS_PER_FILE: usize = 10_000;
-pub const NUM_CLASSES: i64 = 10;
-pub const TRAIN_FILES: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
-pub const TEST_FILE: &str = "test_batch.bin";
-pub const DEFAULT_CLASSES: [&str; 10] =
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub mod dataset;
+
+pub use dataset::{
+    BatchFile, Dataset, DatasetChoice, DatasetName, Labels, Part, DEFAULT_CLASSES, IMAGE_BYTES, IMAGE_SIDE,
+    NUM_CLASSES, RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
+};
 
 /// A set of images (`u8`, N×3×32×32) with their labels (`i64`, N).
 #[derive(Debug)]
@@ -38,7 +35,7 @@ impl Split {
         self.len() == 0
     }
 
-    /// Builds a split from raw records (label byte + 3072 pixel bytes each).
+    /// Builds a split from the pixel bytes (3072 an image) and the labels of its records.
     pub fn from_records(images: Vec<u8>, labels: Vec<i64>) -> Self {
         let n = labels.len() as i64;
         Split {
@@ -68,100 +65,172 @@ impl Split {
     }
 }
 
-/// The whole data set: 50,000 training and 10,000 test images, with the class names.
+/// A whole data set: its training and test images, with the class names.
 #[derive(Debug)]
-pub struct Cifar10 {
+pub struct Cifar {
+    pub dataset: Dataset,
     pub train: Split,
     pub test: Split,
     pub classes: Vec<String>,
 }
 
-/// Parses one binary batch file's bytes; `path` only names the file in errors.
-/// Returns the pixel bytes (N×3072) and the labels.
-pub fn parse_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<i64>)> {
-    let expected = RECORDS_PER_FILE * RECORD_BYTES;
+/// Parses the bytes of one binary file of `dataset` that should hold `records` records;
+/// `path` only names the file in errors. Every label byte is checked, the class's and the
+/// other one. Returns the pixel bytes (N×3072) and the class labels.
+pub fn parse_file(dataset: Dataset, records: usize, bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<i64>)> {
+    let record_bytes = dataset.record_bytes();
+    let expected = records * record_bytes;
     if bytes.len() != expected {
         let what = if bytes.len() < expected { "truncated" } else { "too long" };
         return Err(Error::data(
             path,
             format!(
-                "{} bytes, expected {expected} ({RECORDS_PER_FILE} records of {RECORD_BYTES} bytes): the file is {what} \
-                 or not a CIFAR-10 binary batch; delete the data directory and run ./download_cifar.sh again",
-                bytes.len()
+                "{} bytes, expected {expected} ({records} records of {record_bytes} bytes): the file is {what} \
+                 or not a {} binary batch; delete the data directory and run {} again",
+                bytes.len(),
+                dataset.title(),
+                dataset.download_command()
             ),
         ));
     }
-    let mut images = Vec::with_capacity(RECORDS_PER_FILE * IMAGE_BYTES);
-    let mut labels = Vec::with_capacity(RECORDS_PER_FILE);
-    for (i, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
-        let label = record[0];
-        if i64::from(label) >= NUM_CLASSES {
-            return Err(Error::data(
-                path,
-                format!("record {i} has label {label}, expected 0–9: the file is corrupt; download it again"),
-            ));
+    let label_bytes = dataset.label_bytes();
+    let mut images = Vec::with_capacity(records * IMAGE_BYTES);
+    let mut labels = Vec::with_capacity(records);
+    for (i, record) in bytes.chunks_exact(record_bytes).enumerate() {
+        for (byte, label) in label_bytes.iter().zip(record) {
+            if *label >= byte.classes {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "record {i} has {} {label}, expected 0–{}: the file is corrupt; download it again",
+                        byte.what,
+                        byte.classes - 1
+                    ),
+                ));
+            }
         }
-        labels.push(i64::from(label));
-        images.extend_from_slice(&record[1..]);
+        labels.push(i64::from(record[dataset.label_index()]));
+        images.extend_from_slice(&record[label_bytes.len()..]);
     }
     Ok((images, labels))
 }
 
-/// Reads and validates the named batch files (each with a single read) into one split.
-pub fn load_split(dir: &Path, files: &[&str]) -> Result<Split> {
-    let mut images = Vec::with_capacity(files.len() * RECORDS_PER_FILE * IMAGE_BYTES);
-    let mut labels = Vec::with_capacity(files.len() * RECORDS_PER_FILE);
-    for name in files {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::data(
-                &path,
-                "missing: the data directory is incomplete; run ./download_cifar.sh (or pass --data-dir)",
-            ),
-            _ => Error::io(&path, e),
-        })?;
-        let (im, lb) = parse_batch(&bytes, &path)?;
-        images.extend_from_slice(&im);
-        labels.extend_from_slice(&lb);
-    }
-    Ok(Split::from_records(images, labels))
+/// Parses one CIFAR-10 batch file (10,000 records); see [`parse_file`].
+pub fn parse_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<i64>)> {
+    parse_file(Dataset::Cifar10, RECORDS_PER_FILE, bytes, path)
 }
 
-/// Class names from `batches.meta.txt` (one per line), or the standard ones when absent.
-pub fn load_classes(dir: &Path) -> Vec<String> {
-    let names: Vec<String> = std::fs::read_to_string(dir.join("batches.meta.txt"))
-        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    if names.len() == NUM_CLASSES as usize {
-        names
-    } else {
-        DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
-    }
+/// A data set and the directory that holds its files: what every reader of the data needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    pub dataset: Dataset,
+    pub dir: PathBuf,
 }
 
-/// Checks that `dir` exists, with a one-line hint on how to get the data if it does not.
-pub fn check_data_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        Ok(())
-    } else {
+impl DataSource {
+    /// `dataset` in `dir`, or in its default directory (`data/cifar-10-batches-bin`,
+    /// `data/cifar-100-binary`) when `dir` is `None`.
+    pub fn new(dataset: Dataset, dir: Option<PathBuf>) -> Self {
+        DataSource { dataset, dir: dir.unwrap_or_else(|| dataset.default_dir()) }
+    }
+
+    /// Checks that the directory exists, with a one-line hint on how to get the data if it does not.
+    pub fn check_dir(&self) -> Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        let d = self.dataset;
         Err(Error::data(
-            dir,
-            "no such data directory: run ./download_cifar.sh to fetch CIFAR-10, or point --data-dir \
-             at an unpacked cifar-10-batches-bin/",
+            &self.dir,
+            format!(
+                "no such data directory: run {} to fetch {}, or point --data-dir at an unpacked {}/",
+                d.download_command(),
+                d.title(),
+                d.dir_name()
+            ),
         ))
     }
-}
 
-impl Cifar10 {
-    /// Loads all 60,000 records from `dir` (on the CPU).
-    pub fn load(dir: &Path) -> Result<Self> {
-        check_data_dir(dir)?;
-        Ok(Cifar10 {
-            train: load_split(dir, &TRAIN_FILES)?,
-            test: load_split(dir, &[TEST_FILE])?,
-            classes: load_classes(dir),
+    /// Reads a file of the data set whole; a missing one says how to get the data.
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::data(
+                &path,
+                format!(
+                    "missing: the data directory is incomplete; run {} (or pass --data-dir)",
+                    self.dataset.download_command()
+                ),
+            ),
+            _ => Error::io(&path, e),
         })
     }
+
+    /// Reads and validates the files of `part` (each with a single read) into one split;
+    /// with `limit`, only the first files that hold that many images, and only those images.
+    pub fn load_split(&self, part: Part, limit: Option<usize>) -> Result<Split> {
+        self.check_dir()?;
+        let wanted = limit.unwrap_or(usize::MAX);
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for file in self.dataset.files(part) {
+            if labels.len() >= wanted {
+                break;
+            }
+            let (im, lb) = parse_file(self.dataset, file.records, &self.read(file.name)?, &self.dir.join(file.name))?;
+            images.extend_from_slice(&im);
+            labels.extend_from_slice(&lb);
+        }
+        Ok(Split::from_records(images, labels).take(limit))
+    }
+
+    /// The class names, one per line of the data set's names file. CIFAR-10's
+    /// `batches.meta.txt` may be absent (the standard names are used); CIFAR-100's files
+    /// must hold exactly 100 (fine) or 20 (coarse) non-empty lines.
+    pub fn classes(&self) -> Result<Vec<String>> {
+        let d = self.dataset;
+        let path = self.dir.join(d.names_file());
+        if d == Dataset::Cifar10 {
+            let names: Vec<String> = std::fs::read_to_string(&path).map(|s| names_in(&s)).unwrap_or_default();
+            return Ok(if names.len() == NUM_CLASSES as usize {
+                names
+            } else {
+                DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
+            });
+        }
+        let text = String::from_utf8(self.read(d.names_file())?).map_err(|_| {
+            Error::data(&path, format!("not a text file of class names: run {} again", d.download_command()))
+        })?;
+        let names = names_in(&text);
+        if names.len() as i64 != d.num_classes() {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "{} class names, expected {} (one per line): the file is corrupt; run {} again",
+                    names.len(),
+                    d.num_classes(),
+                    d.download_command()
+                ),
+            ));
+        }
+        Ok(names)
+    }
+
+    /// Loads the whole data set (on the CPU): every training and test record, and the names.
+    pub fn load(&self) -> Result<Cifar> {
+        self.check_dir()?;
+        Ok(Cifar {
+            dataset: self.dataset,
+            train: self.load_split(Part::Train, None)?,
+            test: self.load_split(Part::Test, None)?,
+            classes: self.classes()?,
+        })
+    }
+}
+
+/// The non-empty lines of a names file, trimmed.
+fn names_in(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
 /// The data a run trains and evaluates on, after `--limit-*` and `--val-split`.
@@ -175,12 +244,7 @@ pub struct RunData {
 impl RunData {
     /// Takes the first `limit_train` training images (all if `None`), then holds out the last
     /// `val_split` of them for validation (the paper's 45k/5k split uses 5,000).
-    pub fn new(
-        data: &Cifar10,
-        limit_train: Option<usize>,
-        limit_test: Option<usize>,
-        val_split: usize,
-    ) -> Result<Self> {
+    pub fn new(data: &Cifar, limit_train: Option<usize>, limit_test: Option<usize>, val_split: usize) -> Result<Self> {
         let train = data.train.take(limit_train);
         let val_split = val_split as i64;
         if val_split >= train.len() {
@@ -199,9 +263,9 @@ impl RunData {
     }
 }
 
-/// A synthetic data set with the real one's shapes: each class has its own mean colour
+/// A synthetic CIFAR-10 with the real one's shapes: each class has its own mean colour
 /// plus noise, so a small network learns it in a few steps. For tests and demos.
-pub fn synthetic(n_train: i64, n_test: i64, seed: i64) -> Cifar10 {
+pub fn synthetic(n_train: i64, n_test: i64, seed: i64) -> Cifar {
     tch::manual_seed(seed);
     let opts = (Kind::Float, Device::Cpu);
     let palette = Tensor::rand([NUM_CLASSES, 3, 1, 1], opts) * 200.0 + 20.0;
@@ -213,10 +277,10 @@ pub fn synthetic(n_train: i64, n_test: i64, seed: i64) -> Cifar10 {
     };
     let train = make(n_train);
     let test = make(n_test);
-    Cifar10 { train, test, classes: DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect() }
+    Cifar { dataset: Dataset::Cifar10, train, test, classes: DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect() }
 }
 
-/// Writes a split in the official binary layout (for tests and synthetic data directories).
+/// Writes a split in CIFAR-10's binary layout (for tests and synthetic data directories).
 pub fn write_batch_file(path: &Path, split: &Split) -> Result<()> {
     let n = split.len() as usize;
     let images = Vec::<u8>::try_from(split.images.contiguous().view(-1))?;
@@ -227,9 +291,4 @@ pub fn write_batch_file(path: &Path, split: &Split) -> Result<()> {
         out.extend_from_slice(&images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
-}
-
-/// The default data directory, as `download_cifar.sh` lays it out.
-pub fn default_data_dir() -> PathBuf {
-    PathBuf::from("data/cifar-10-batches-bin")
 }
