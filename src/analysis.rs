@@ -7,9 +7,9 @@ use crate::error::{Error, Result};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{self, Split};
+use crate::data::{DataSource, Part, Split};
 use crate::gradflow::{self, FlowRow};
-use crate::inference::{load_model, normalizer_for, ModelOverrides};
+use crate::inference::{dataset_for_all, load_model, normalizer_for, ModelOverrides};
 use crate::model::{Compute, ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
 use crate::viz::figure::{line_chart, Line, Panel};
@@ -124,20 +124,21 @@ pub struct Responses {
     pub layers: Vec<(String, f64)>,
 }
 
-/// Measures every checkpoint's layer responses on the test set in `data_dir`.
+/// Measures every checkpoint's layer responses on the test set of `data`, the data set
+/// each was trained on.
 pub fn responses_of(
     weights: &[PathBuf],
     normalize: Option<Normalization>,
-    data_dir: &Path,
+    data: &DataSource,
     limit_test: Option<usize>,
     device: Device,
 ) -> Result<Vec<Responses>> {
-    data::check_data_dir(data_dir)?;
-    let test = data::load_split(data_dir, &[data::TEST_FILE])?.take(limit_test).to_device(device);
+    dataset_for_all(weights, data.dataset.into())?;
+    let test = data.load_split(Part::Test, limit_test)?.to_device(device);
     let mut out: Vec<Responses> = Vec::new();
     for path in weights {
         let loaded = load_model(path, &ModelOverrides::default(), device, Compute::default())?;
-        let normalizer = normalizer_for(&loaded.checkpoint, normalize, data_dir)?.to_device(device);
+        let normalizer = normalizer_for(&loaded.checkpoint, normalize, data)?.to_device(device);
         let mut name = loaded.model.config.name();
         if out.iter().any(|r| r.name == name) {
             name = format!("{name} ({})", path.display());

@@ -4,13 +4,12 @@
 //! warm-up, with the process's peak resident memory. `bench/speed.py` runs it side by
 //! side with the PyTorch eager baseline (`bench/pytorch_train.py`) and reports ratios.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{load_split, Cifar10, TEST_FILE};
+use crate::data::{DataSource, Part, Split};
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
 use crate::model::{Compute, ResNet, ResNetConfig};
@@ -38,7 +37,8 @@ pub struct BenchConfig {
     pub iters: i64,
     /// Untimed steps (passes) first.
     pub warmup: i64,
-    pub data_dir: PathBuf,
+    /// The data set (it decides the classifier's classes) and its directory.
+    pub data: DataSource,
     pub device: Device,
     /// Also time each phase of the step, synchronising the device between phases.
     pub profile: bool,
@@ -68,7 +68,7 @@ pub struct BenchResult {
     pub images_per_sec: f64,
     /// Peak resident set size of the process (MiB).
     pub peak_rss_mib: f64,
-    /// Reading the CIFAR-10 files into tensors.
+    /// Reading the data set's files into tensors.
     pub load_seconds: f64,
     pub phases: Option<PhaseSeconds>,
 }
@@ -93,6 +93,7 @@ fn synchronize(device: Device) {
 /// Runs the benchmark that `cfg` describes.
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     cfg.model.blocks_per_stage()?;
+    cfg.data.dataset.check_classes(cfg.model.num_classes)?;
     if cfg.batch_size < 1 || cfg.iters < 1 || cfg.warmup < 0 {
         return Err(Error::Config("--batch-size and --iters must be at least 1, --warmup at least 0".into()));
     }
@@ -103,13 +104,13 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     let t = Instant::now();
     let (images, seconds, phases, load_seconds) = match cfg.mode {
         BenchMode::Train => {
-            let data = Cifar10::load(&cfg.data_dir)?;
+            let train = cfg.data.load_split(Part::Train, None)?;
             let load_seconds = t.elapsed().as_secs_f64();
-            let (images, seconds, phases) = bench_train(cfg, &data)?;
+            let (images, seconds, phases) = bench_train(cfg, &train)?;
             (images, seconds, phases, load_seconds)
         }
         BenchMode::Eval => {
-            let test = load_split(&cfg.data_dir, &[TEST_FILE])?;
+            let test = cfg.data.load_split(Part::Test, None)?;
             let load_seconds = t.elapsed().as_secs_f64();
             let (images, seconds) = bench_eval(cfg, &test)?;
             (images, seconds, None, load_seconds)
@@ -141,14 +142,14 @@ fn build_model(cfg: &BenchConfig) -> Result<(VarStore, ResNet)> {
     Ok((vs, model))
 }
 
-fn bench_train(cfg: &BenchConfig, data: &Cifar10) -> Result<(i64, f64, Option<PhaseSeconds>)> {
-    let train = data.train.to_device(cfg.device);
+fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<(i64, f64, Option<PhaseSeconds>)> {
+    let train = data.to_device(cfg.device);
     let n = train.len();
     let b = cfg.batch_size;
     if b > n {
         return Err(Error::Config(format!("--batch-size {b} is larger than the training set ({n} images)")));
     }
-    let normalizer = Normalizer::fit(Normalization::PixelMean, &data.train.images).to_device(cfg.device);
+    let normalizer = Normalizer::fit(Normalization::PixelMean, &data.images).to_device(cfg.device);
     let (vs, model) = build_model(cfg)?;
     let mut opt = Sgd::new(&vs, 0.9, 1e-4);
     let schedule = LrSchedule::scaled(0.1, cfg.warmup + cfg.iters, 0);
@@ -199,7 +200,7 @@ fn bench_train(cfg: &BenchConfig, data: &Cifar10) -> Result<(i64, f64, Option<Ph
     Ok((cfg.iters * b, seconds, cfg.profile.then_some(phases)))
 }
 
-fn bench_eval(cfg: &BenchConfig, test: &crate::data::Split) -> Result<(i64, f64)> {
+fn bench_eval(cfg: &BenchConfig, test: &Split) -> Result<(i64, f64)> {
     let test = test.to_device(cfg.device);
     let normalizer = Normalizer::imagenet().to_device(cfg.device);
     let (_vs, model) = build_model(cfg)?;

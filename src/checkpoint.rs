@@ -1,7 +1,8 @@
 //! Checkpoints as safetensors with the PyTorch reference's tensor names, so that PyTorch's
 //! `load_state_dict(strict=False)` takes our files and we take theirs. Besides the weights
 //! and BN buffers a checkpoint carries metadata (arch, depth, shortcut, normalization,
-//! project version) and the normalization statistics as `normalization.{mean,std}`.
+//! project version; from `train` also the data set, its labels and class names) and the
+//! normalization statistics as `normalization.{mean,std}`.
 //! Writes are atomic: temporary file, fsync, rename. No pickle is ever read.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,12 +12,19 @@ use std::path::{Path, PathBuf};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::data::{Dataset, DatasetName, Labels};
 use crate::error::{Error, Result};
 use crate::model::{Arch, BlockKind, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
 
 pub const NORM_MEAN: &str = "normalization.mean";
 pub const NORM_STD: &str = "normalization.std";
+/// Metadata keys of the data set a network was trained on: `dataset` (cifar10, cifar100),
+/// `labels` (CIFAR-100's fine or coarse) and `classes` (the class names as a JSON list).
+/// Checkpoints without them (PyTorch's, ours from before CIFAR-100) record no data set.
+const DATASET_KEY: &str = "dataset";
+const LABELS_KEY: &str = "labels";
+const CLASSES_KEY: &str = "classes";
 /// Prefix of tensors that are not model state (ignored when loading weights).
 const AUX_PREFIXES: [&str; 2] = ["normalization.", "optimizer."];
 
@@ -251,6 +259,35 @@ impl Checkpoint {
         };
         Ok(cfg)
     }
+
+    /// The data set the metadata records, or `None` when it records none.
+    pub fn dataset(&self) -> Result<Option<Dataset>> {
+        let Some(name) = self.metadata.get(DATASET_KEY) else {
+            return Ok(None);
+        };
+        let bad = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
+        let name: DatasetName = name.parse().map_err(|_| bad(DATASET_KEY, name))?;
+        let labels = match self.metadata.get(LABELS_KEY) {
+            Some(l) => Some(l.parse::<Labels>().map_err(|_| bad(LABELS_KEY, l))?),
+            None => None,
+        };
+        Dataset::new(name, labels).map(Some).map_err(|e| Error::checkpoint(&self.path, format!("metadata: {e}")))
+    }
+
+    /// The class names the metadata records, if any.
+    pub fn classes(&self) -> Option<Vec<String>> {
+        serde_json::from_str(self.metadata.get(CLASSES_KEY)?).ok()
+    }
+}
+
+/// The metadata that records the data set a network is trained on and its class names.
+pub fn dataset_metadata(dataset: Dataset, classes: &[String]) -> HashMap<String, String> {
+    let mut meta = HashMap::from([
+        (DATASET_KEY.to_string(), dataset.name().to_string()),
+        (CLASSES_KEY.to_string(), serde_json::to_string(classes).expect("names serialise")),
+    ]);
+    meta.extend(dataset.labels().map(|l| (LABELS_KEY.to_string(), l.to_string())));
+    meta
 }
 
 /// The metadata every checkpoint of ours carries.

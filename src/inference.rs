@@ -1,5 +1,6 @@
 //! Using a trained network: load a checkpoint (ours or the PyTorch reference's) into the
-//! right architecture, find its input normalisation, and classify images of any size.
+//! right architecture, find the data set it was trained on, its input normalisation and
+//! class names, and classify images of any size.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::Cifar10;
+use crate::data::{DataSource, Dataset, DatasetChoice};
 use crate::error::{Error, Result};
 use crate::model::{Arch, BlockKind, Compute, ResNet, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
@@ -46,18 +47,71 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compu
     Ok(LoadedModel { vs, model, checkpoint })
 }
 
+/// The data set the network of `ckpt` is used on: the one its metadata records, which
+/// `asked` may repeat but not contradict, else the one `asked` names (CIFAR-10 by
+/// default). Its class count must be the classifier's.
+pub fn dataset_for(ckpt: &Checkpoint, asked: DatasetChoice) -> Result<Dataset> {
+    let dataset = asked.resolve(ckpt.dataset()?).map_err(|e| Error::checkpoint(&ckpt.path, e.to_string()))?;
+    let outputs = ckpt.model_config()?.num_classes;
+    if outputs != dataset.num_classes() {
+        return Err(Error::checkpoint(
+            &ckpt.path,
+            format!(
+                "has a {outputs}-way classifier, but {dataset} has {} classes: pass the --dataset (and --labels) \
+                 it was trained on",
+                dataset.num_classes()
+            ),
+        ));
+    }
+    Ok(dataset)
+}
+
+/// [`dataset_for`] each checkpoint in `paths`, which must all name the same data set.
+pub fn dataset_for_all(paths: &[std::path::PathBuf], asked: DatasetChoice) -> Result<Dataset> {
+    let mut found: Option<(Dataset, &Path)> = None;
+    for path in paths {
+        let dataset = dataset_for(&checkpoint::read(path)?, asked)?;
+        match found {
+            Some((first, at)) if first != dataset => {
+                return Err(Error::Config(format!(
+                    "{} was trained on {first}, {} on {dataset}: measure them separately",
+                    at.display(),
+                    path.display()
+                )))
+            }
+            Some(_) => {}
+            None => found = Some((dataset, path)),
+        }
+    }
+    found.map_or_else(|| asked.dataset(), |(d, _)| Ok(d))
+}
+
+/// The class names of the network of `ckpt`: those its metadata records, else those in
+/// `data` (whose data set the caller took from [`dataset_for`]).
+pub fn class_names(ckpt: &Checkpoint, data: &DataSource) -> Result<Vec<String>> {
+    let outputs = ckpt.model_config()?.num_classes;
+    match ckpt.classes() {
+        Some(names) if names.len() as i64 == outputs => Ok(names),
+        Some(names) => Err(Error::checkpoint(
+            &ckpt.path,
+            format!("records {} class names for a {outputs}-way classifier: the metadata is corrupt", names.len()),
+        )),
+        None => data.classes(),
+    }
+}
+
 /// The normalisation to feed the network: the checkpoint's own unless `flag` asks for
 /// another; `pixel-mean` and `channel` statistics not in the checkpoint are computed from
-/// the training set in `data_dir`.
-pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data_dir: &Path) -> Result<Normalizer> {
+/// the training set of `data`.
+pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data: &DataSource) -> Result<Normalizer> {
     let stored = ckpt.normalizer();
     match (flag, stored) {
         (None, Some(n)) => Ok(n),
         (Some(f), Some(n)) if f == n.kind => Ok(n),
         (Some(Normalization::Imagenet), _) => Ok(Normalizer::imagenet()),
         (Some(kind), _) => {
-            let data = Cifar10::load(data_dir)?;
-            Ok(Normalizer::fit(kind, &data.train.images))
+            let train = data.load_split(crate::data::Part::Train, None)?;
+            Ok(Normalizer::fit(kind, &train.images))
         }
         (None, None) => Err(Error::checkpoint(
             &ckpt.path,

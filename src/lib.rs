@@ -5,7 +5,8 @@
 //! 1. **Foundations**: [`error`] (the typed errors), [`device`] (where to compute), [`alloc`]
 //!    (the allocator setting that keeps steps free of page faults), [`signals`] (SIGINT,
 //!    SIGTERM, SIGUSR1 stop training cleanly).
-//! 2. **Data**: [`data`] (CIFAR-10 binary batches), [`normalize`] (input normalisation),
+//! 2. **Data**: [`data`] (CIFAR-10 and CIFAR-100 binary files; [`data::dataset`]: which
+//!    data set, its files and classes), [`normalize`] (input normalisation),
 //!    [`augment`] (the paper's pad-crop-flip on whole batches).
 //! 3. **Networks**: [`model`] (ResNet and plain, shortcut options A and B, PyTorch names,
 //!    [`model::Compute`]: fp32/bf16, NCHW/channels-last), [`checkpoint`] (safetensors that

@@ -1,32 +1,55 @@
 //! `resnet-cifar eval`: top-1 error, per-class accuracy and the confusion matrix, as text
-//! or as one JSON object.
+//! or as one JSON object; with more than ten classes (CIFAR-100) also the top-5 error,
+//! overall and per class.
 
 use std::fmt::Write;
 
 use serde_json::json;
 
+use crate::data::Dataset;
 use crate::evaluate::Evaluation;
 use crate::model::ResNetConfig;
 use crate::normalize::Normalization;
+
+/// Classes up to which the text shows the confusion matrix (CIFAR-100's coarse 20; its
+/// fine 100 only in the JSON).
+const TEXT_CONFUSION_MAX: usize = 20;
 
 /// What the report says about where the numbers come from.
 pub struct ReportContext<'a> {
     pub checkpoint: &'a str,
     pub data_dir: &'a str,
+    pub dataset: Dataset,
     pub model: ResNetConfig,
     pub normalization: Normalization,
     pub classes: &'a [String],
 }
 
-fn per_class(e: &Evaluation) -> Vec<f64> {
+impl ReportContext<'_> {
+    /// Whether to report the top-5 error too (CIFAR-100).
+    fn top5(&self) -> bool {
+        self.classes.len() > 10
+    }
+}
+
+/// Percent of each true class's images that `correct` counts.
+fn per_class(e: &Evaluation, correct: &[i64]) -> Vec<f64> {
     let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix");
     m.iter()
-        .enumerate()
-        .map(|(i, row)| {
+        .zip(correct)
+        .map(|(row, c)| {
             let total: i64 = row.iter().sum();
-            100.0 * row[i] as f64 / total.max(1) as f64
+            100.0 * *c as f64 / total.max(1) as f64
         })
         .collect()
+}
+
+fn top1_correct(e: &Evaluation) -> Vec<i64> {
+    Vec::<i64>::try_from(e.confusion.diagonal(0, 0, 1)).expect("a diagonal")
+}
+
+fn top5_correct(e: &Evaluation) -> Vec<i64> {
+    Vec::<i64>::try_from(&e.top5_correct).expect("per-class counts")
 }
 
 pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
@@ -39,28 +62,46 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
         ctx.model.design(),
         ctx.normalization
     );
-    let _ = writeln!(s, "test set: {} ({} images)", ctx.data_dir, e.images);
+    let _ = writeln!(s, "test set: {} images of {} in {}", e.images, ctx.dataset, ctx.data_dir);
     let _ = writeln!(s, "top-1 error {:.2}%  accuracy {:.2}%  loss {:.4}", e.error, e.accuracy(), e.loss);
-    let _ = writeln!(s, "per-class accuracy:");
-    for (name, acc) in ctx.classes.iter().zip(per_class(e)) {
-        let _ = writeln!(s, "  {name:<11} {acc:6.2}%");
+    let width = ctx.classes.iter().map(|c| c.chars().count() + 1).max().unwrap_or(0).max(11);
+    let top1 = per_class(e, &top1_correct(e));
+    if ctx.top5() {
+        let _ = writeln!(s, "top-5 error {:.2}%", e.top5_error());
+        let _ = writeln!(s, "per-class accuracy (top-1, top-5):");
+        for ((name, acc), acc5) in ctx.classes.iter().zip(top1).zip(per_class(e, &top5_correct(e))) {
+            let _ = writeln!(s, "  {name:<width$} {acc:6.2}%  {acc5:6.2}%");
+        }
+    } else {
+        let _ = writeln!(s, "per-class accuracy:");
+        for (name, acc) in ctx.classes.iter().zip(top1) {
+            let _ = writeln!(s, "  {name:<width$} {acc:6.2}%");
+        }
+    }
+    if ctx.classes.len() > TEXT_CONFUSION_MAX {
+        let n = ctx.classes.len();
+        let _ = writeln!(s, "confusion matrix: {n}×{n}, in the output of --json");
+        return s;
     }
     let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
     let short: Vec<String> = ctx.classes.iter().map(|c| c.chars().take(5).collect()).collect();
-    let _ = writeln!(s, "{:<11}{}", "", short.iter().map(|c| format!("{c:>6}")).collect::<String>());
+    let _ = writeln!(s, "{:<width$}{}", "", short.iter().map(|c| format!("{c:>6}")).collect::<String>());
     let m = Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix");
     for (name, row) in ctx.classes.iter().zip(m) {
-        let _ = writeln!(s, "{name:<11}{}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
+        let _ = writeln!(s, "{name:<width$}{}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
     }
     s
 }
 
 pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
-    let per: serde_json::Map<String, serde_json::Value> =
-        ctx.classes.iter().cloned().zip(per_class(e).into_iter().map(|a| json!(a))).collect();
+    let by_class = |correct: Vec<i64>| -> serde_json::Map<String, serde_json::Value> {
+        ctx.classes.iter().cloned().zip(per_class(e, &correct).into_iter().map(|a| json!(a))).collect()
+    };
     json!({
         "checkpoint": ctx.checkpoint,
         "data_dir": ctx.data_dir,
+        "dataset": ctx.dataset.name().to_string(),
+        "labels": ctx.dataset.labels().map(|l| l.to_string()),
         "arch": ctx.model.arch.to_string(),
         "depth": ctx.model.depth,
         "shortcut": ctx.model.shortcut.to_string(),
@@ -68,10 +109,12 @@ pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
         "normalization": ctx.normalization.to_string(),
         "images": e.images,
         "top1_error": e.error,
+        "top5_error": e.top5_error(),
         "accuracy": e.accuracy(),
         "loss": e.loss,
         "classes": ctx.classes,
-        "per_class_accuracy": per,
+        "per_class_accuracy": by_class(top1_correct(e)),
+        "per_class_top5_accuracy": by_class(top5_correct(e)),
         "confusion": Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix"),
     })
 }

@@ -19,6 +19,15 @@ fn make_data(dir: &Path) {
     common::link_data(dir);
 }
 
+/// A CIFAR-100 directory whose `file` has `value` at byte `at`.
+fn cifar100_with_byte(dir: &Path, file: &str, at: usize, value: u8) {
+    common::link_cifar100(&dir.join("c100"));
+    let p = dir.join("c100").join(file);
+    let mut b = std::fs::read(&p).unwrap();
+    b[at] = value;
+    common::rewrite(&p, &b);
+}
+
 fn save_model(path: &Path, depth: i64) {
     let vs = VarStore::new(Device::Cpu);
     let cfg = ResNetConfig { depth, ..Default::default() };
@@ -101,6 +110,50 @@ fn cases() -> Vec<Case> {
                 common::rewrite(&p, &b);
             },
             expect: "record 42 has label 200",
+        },
+        Case {
+            name: "CIFAR-100 file of the wrong size",
+            args: "train --dataset cifar100 --data-dir {D}/c100 {T}",
+            setup: |d| {
+                common::link_cifar100(&d.join("c100"));
+                let p = d.join("c100/train.bin");
+                let b = std::fs::read(&p).unwrap();
+                common::rewrite(&p, &b[..1000]);
+            },
+            expect: "train.bin: 1000 bytes, expected 153700000 (50000 records of 3074 bytes): the file is truncated",
+        },
+        Case {
+            name: "CIFAR-100 fine label 100",
+            args: "train --dataset cifar100 --data-dir {D}/c100 {T}",
+            setup: |d| cifar100_with_byte(d, "test.bin", 3 * 3074 + 1, 100),
+            expect: "test.bin: record 3 has fine label 100, expected 0–99",
+        },
+        Case {
+            name: "CIFAR-100 coarse label 20",
+            args: "train --dataset cifar100 --labels fine --data-dir {D}/c100 {T}",
+            setup: |d| cifar100_with_byte(d, "test.bin", 5 * 3074, 20),
+            expect: "test.bin: record 5 has coarse label 20, expected 0–19",
+        },
+        Case {
+            name: "CIFAR-100 without its class names",
+            args: "train --dataset cifar100 --labels coarse --data-dir {D}/c100 {T}",
+            setup: |d| {
+                common::link_cifar100(&d.join("c100"));
+                std::fs::remove_file(d.join("c100/coarse_label_names.txt")).unwrap();
+            },
+            expect: "coarse_label_names.txt: missing: the data directory is incomplete; run ./download_cifar.sh --dataset cifar100",
+        },
+        Case {
+            name: "--labels with CIFAR-10",
+            args: "train --labels coarse",
+            setup: no_setup,
+            expect: "--labels coarse is for CIFAR-100",
+        },
+        Case {
+            name: "a CIFAR-10 checkpoint on CIFAR-100",
+            args: "eval --dataset cifar100 --weights {D}/m.safetensors",
+            setup: |d| save_model(&d.join("m.safetensors"), 8),
+            expect: "has a 10-way classifier, but CIFAR-100 (fine labels) has 100 classes",
         },
         Case { name: "depth not 6n+2", args: "train --depth 21", setup: no_setup, expect: "6n+2" },
         Case { name: "batch size 0", args: "train --batch-size 0", setup: no_setup, expect: "'0' for '--batch-size" },

@@ -6,9 +6,14 @@ mod common;
 use std::path::Path;
 
 use resnet_cifar::augment::{crop_flip, random_crop_flip, PAD};
-use resnet_cifar::data::{self, parse_batch, Cifar10, RECORDS_PER_FILE, RECORD_BYTES};
+use resnet_cifar::data::{self, parse_batch, Cifar, DataSource, Dataset, RECORDS_PER_FILE, RECORD_BYTES};
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use tch::{Device, Kind, Tensor};
+
+/// CIFAR-10 from `dir`.
+fn load(dir: &Path) -> resnet_cifar::Result<Cifar> {
+    DataSource::new(Dataset::Cifar10, Some(dir.to_path_buf())).load()
+}
 
 fn valid_batch() -> Vec<u8> {
     let mut bytes = vec![0u8; RECORDS_PER_FILE * RECORD_BYTES];
@@ -46,10 +51,10 @@ fn rejects_label_ten_naming_file_and_record() {
 
 #[test]
 fn missing_directory_and_file_say_how_to_get_the_data() {
-    let err = Cifar10::load(Path::new("/nonexistent/cifar")).unwrap_err().to_string();
+    let err = load(Path::new("/nonexistent/cifar")).unwrap_err().to_string();
     assert!(err.contains("download_cifar.sh"), "{err}");
     let dir = tempfile::tempdir().unwrap();
-    let err = Cifar10::load(dir.path()).unwrap_err().to_string();
+    let err = load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("data_batch_1.bin") && err.contains("missing"), "{err}");
 }
 
@@ -60,7 +65,7 @@ fn synthetic_files_round_trip_through_the_loader() {
     for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
         data::write_batch_file(&dir.path().join(name), &synth.train).unwrap();
     }
-    let loaded = Cifar10::load(dir.path()).unwrap();
+    let loaded = load(dir.path()).unwrap();
     assert_eq!(loaded.train.len(), 50_000);
     assert!(loaded.test.images.equal(&synth.train.images));
     assert!(loaded.test.labels.equal(&synth.train.labels));
@@ -72,7 +77,7 @@ fn real_data_loads_all_60000_records() {
     let Some(dir) = common::env_path("CIFAR10_DIR") else {
         return;
     };
-    let data = Cifar10::load(Path::new(&dir)).unwrap();
+    let data = load(Path::new(&dir)).unwrap();
     assert_eq!(data.train.len() + data.test.len(), 60_000);
     assert_eq!(data.train.images.size(), [50_000, 3, 32, 32]);
     assert_eq!(data.train.images.kind(), Kind::Uint8);

@@ -241,3 +241,29 @@ fn bad_input_is_one_line_error() {
         assert!(!out.exists(), "{what}: wrote {}", out.display());
     }
 }
+
+/// `--dataset cifar100 --labels coarse` passes through to every cell: the cells train
+/// 20-way networks, and the tables say CIFAR-100 and give no paper figure (Table 6 is
+/// CIFAR-10's).
+#[test]
+fn a_cifar100_grid_trains_every_cell_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("c100");
+    common::link_cifar100(&data);
+    let out = tmp.path().join("grid");
+    let mut args = grid_args(&data, &out, "20", "0", "1");
+    args.extend(["--dataset", "cifar100", "--labels", "coarse", "--jobs", "2"].map(String::from));
+    run_ok(&args);
+    for cell in ["plain-20/seed-0", "resnet-20/seed-0"] {
+        let config: serde_json::Value = serde_json::from_slice(&read(&out.join(cell).join("config.json"))).unwrap();
+        assert_eq!((&config["dataset"], &config["num_classes"]), (&"cifar100".into(), &20.into()), "{cell}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&read(&out.join("results.json"))).unwrap();
+    let s = &json["settings"];
+    assert_eq!((&s["dataset"], &s["labels"], &s["test_images"]), (&"cifar100".into(), &"coarse".into(), &128.into()));
+    assert!(json["nets"].as_array().unwrap().iter().all(|n| n["paper_test_err"].is_null()), "{json}");
+    let md = String::from_utf8(read(&out.join("results.md"))).unwrap();
+    assert!(md.starts_with("# Plain vs. residual networks on CIFAR-100 (coarse labels)"), "{md}");
+    assert!(md.lines().any(|l| l.starts_with("| resnet-20 |") && l.ends_with("| — |")), "{md}");
+    assert!(is_png(&out.join("fig6.png")) && is_png(&out.join("fig7.png")));
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use resnet_cifar::checkpoint;
-use resnet_cifar::data::{self, Cifar10};
+use resnet_cifar::data::{self, Cifar};
 use resnet_cifar::evaluate::evaluate;
 use resnet_cifar::model::{ResNet, ResNetConfig};
 use resnet_cifar::train::{run_with_data, TrainConfig};
@@ -24,7 +24,7 @@ fn tiny_config(out: &Path, epochs: i64) -> TrainConfig {
     }
 }
 
-fn synthetic() -> Cifar10 {
+fn synthetic() -> Cifar {
     data::synthetic(768, 256, 11)
 }
 

@@ -12,14 +12,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use tch::Device;
 
-use resnet_cifar::data::{self, Split};
-use resnet_cifar::inference::{load_model, normalizer_for, LoadedModel, ModelOverrides};
+use resnet_cifar::data::{DataSource, Part, Split};
+use resnet_cifar::inference::{dataset_for_all, load_model, normalizer_for, LoadedModel, ModelOverrides};
 use resnet_cifar::landscape::{self, Dims, Direction, Grid, Landscape, Measure, Perturbation, Point};
 use resnet_cifar::model::Compute;
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use resnet_cifar::progress;
 
-use super::{device_arg, TableOutput};
+use super::{device_arg, DataArgs, TableOutput};
 
 /// Which images the loss is measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,8 +69,9 @@ pub struct LandscapeArgs {
     /// Input normalisation [default: each checkpoint's].
     #[arg(long, value_enum)]
     pub normalize: Option<Normalization>,
-    #[arg(long, default_value_os_t = data::default_data_dir())]
-    pub data_dir: PathBuf,
+    /// The checkpoints' data set (they must share one) and its directory.
+    #[command(flatten)]
+    pub data: DataArgs,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
     /// No progress bar.
@@ -100,22 +101,21 @@ impl LandscapeArgs {
         Grid { dims, points, range: self.range }
     }
 
+    /// The checkpoints' data set, in `--data-dir` or its default directory.
+    fn data(&self) -> Result<DataSource> {
+        Ok(self.data.source(dataset_for_all(&self.weights, self.data.choice())?))
+    }
+
     fn load(&self, path: &Path, device: Device) -> Result<(LoadedModel, Normalizer)> {
         let loaded = load_model(path, &ModelOverrides::default(), device, Compute::default())?;
-        let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
+        let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data()?)?.to_device(device);
         Ok((loaded, normalizer))
     }
 
+    /// The first `--images` of the split (reading only the files they are in).
     fn images(&self, device: Device) -> Result<Split> {
-        data::check_data_dir(&self.data_dir)?;
-        let split = match self.split {
-            SplitArg::Test => data::load_split(&self.data_dir, &[data::TEST_FILE])?,
-            SplitArg::Train => {
-                let files = (self.images as usize).div_ceil(data::RECORDS_PER_FILE);
-                data::load_split(&self.data_dir, &data::TRAIN_FILES[..files.min(data::TRAIN_FILES.len())])?
-            }
-        };
-        Ok(split.take(Some(self.images as usize)).to_device(device))
+        let part = if self.split == SplitArg::Train { Part::Train } else { Part::Test };
+        Ok(self.data()?.load_split(part, Some(self.images as usize))?.to_device(device))
     }
 }
 
@@ -305,6 +305,7 @@ fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::Progre
     let exe = std::env::current_exe().context("current executable")?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = args.threads.unwrap_or(((cores / jobs).max(1)) as i32);
+    let data = args.data()?;
     let mut children: Vec<(Child, PathBuf)> = Vec::new();
     for k in 0..jobs {
         // Beside the output, removed once merged.
@@ -322,7 +323,9 @@ fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::Progre
         if let Some(n) = args.normalize {
             cmd.args(["--normalize", n.to_possible_value().expect("named").get_name()]);
         }
-        cmd.arg("--data-dir").arg(&args.data_dir);
+        cmd.args(["--dataset", &data.dataset.name().to_string()]);
+        cmd.args(data.dataset.labels().map(|l| format!("--labels={l}")));
+        cmd.arg("--data-dir").arg(&data.dir);
         cmd.args(["--device", &resnet_cifar::device::device_name(args.device)]);
         cmd.arg("--output").arg(&out).args(["--shard", &format!("{k}/{jobs}")]);
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;

@@ -9,9 +9,12 @@ use clap::{Args, Parser, Subcommand};
 
 use resnet_cifar::analysis;
 use resnet_cifar::bench::{self, BenchConfig, BenchMode};
-use resnet_cifar::data::default_data_dir;
+use resnet_cifar::data::{DataSource, Dataset, Part};
 use resnet_cifar::evaluate::evaluate;
-use resnet_cifar::inference::{load_model, normalizer_for, predict, read_image, LoadedModel, ModelOverrides};
+use resnet_cifar::inference::{
+    class_names, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image, LoadedModel,
+    ModelOverrides,
+};
 use resnet_cifar::model::{Arch, BlockKind, Compute, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
@@ -21,13 +24,13 @@ use tch::Device;
 
 pub mod landscape;
 pub mod train_args;
-pub use train_args::{device_arg, ComputeArgs, ModelArgs, TrainArgs};
+pub use train_args::{device_arg, ComputeArgs, DataArgs, ModelArgs, TrainArgs};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "resnet-cifar",
     version,
-    about = "The CIFAR-10 ResNets of He et al., \"Deep Residual Learning for Image Recognition\" (2015)",
+    about = "The CIFAR ResNets of He et al., \"Deep Residual Learning for Image Recognition\" (2015), on CIFAR-10 and CIFAR-100",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -82,8 +85,8 @@ pub struct BenchArgs {
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
     pub profile: bool,
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
     /// CPU threads for libtorch [default: libtorch's choice].
@@ -138,8 +141,8 @@ pub struct GradFlowArgs {
     /// Input normalisation [default: the checkpoint's, else pixel-mean].
     #[arg(long, value_enum)]
     pub normalize: Option<Normalization>,
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: i64,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
@@ -156,8 +159,8 @@ pub struct ResponsesArgs {
     /// Input normalisation [default: each checkpoint's].
     #[arg(long, value_enum)]
     pub normalize: Option<Normalization>,
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Use the first N test images only.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit_test: Option<usize>,
@@ -212,19 +215,21 @@ pub struct WeightsArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
-    /// Directory with the CIFAR-10 binary batches.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
+    /// The data set (the checkpoint's own unless it records none) and its directory.
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 impl WeightsArgs {
-    fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer)> {
+    /// The network, its input normalisation, and the data set it was trained on.
+    fn load(&self, compute: Compute) -> Result<(LoadedModel, Normalizer, DataSource)> {
         let device = self.device;
         let overrides =
             ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut, block: self.block };
         let loaded = load_model(&self.weights, &overrides, device, compute)?;
-        let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &self.data_dir)?.to_device(device);
-        Ok((loaded, normalizer))
+        let data = self.data.source(dataset_for(&loaded.checkpoint, self.data.choice())?);
+        let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &data)?.to_device(device);
+        Ok((loaded, normalizer, data))
     }
 }
 
@@ -300,7 +305,7 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train_command(cli.train),
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Summary(args)) => {
-            print!("{}", resnet_cifar::summary::summary(args.config())?);
+            print!("{}", resnet_cifar::summary::summary(args.config(Dataset::Cifar10))?);
             Ok(())
         }
         Some(Command::Eval(args)) => eval_command(&args),
@@ -310,7 +315,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Landscape(args)) => landscape::run(&args),
         Some(Command::Responses(args)) => {
             let device = args.device;
-            let all = analysis::responses_of(&args.weights, args.normalize, &args.data_dir, args.limit_test, device)?;
+            let data = args.data.source(dataset_for_all(&args.weights, args.data.choice())?);
+            let all = analysis::responses_of(&args.weights, args.normalize, &data, args.limit_test, device)?;
             let plot = args.out.plot_path();
             analysis::write_responses(&all, &args.out.output, &plot)?;
             for r in &all {
@@ -348,17 +354,23 @@ impl GradFlowArgs {
 
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     let device = args.device;
-    let data = resnet_cifar::data::Cifar10::load(&args.data_dir)?;
+    let loaded = args.weights.as_ref().map(|w| load_model(w, &ModelOverrides::default(), device, Compute::default()));
+    let loaded = loaded.transpose()?;
+    let dataset = match &loaded {
+        Some(l) => dataset_for(&l.checkpoint, args.data.choice())?,
+        None => args.data.choice().dataset()?,
+    };
+    let data = args.data.source(dataset);
+    let train = data.load_split(Part::Train, None)?;
     let mut flows = Vec::new();
-    let batches_for = |n: &Normalizer| analysis::fixed_batches(&data.train, n, args.fixed_batches(), device);
-    if let Some(w) = &args.weights {
-        let loaded = load_model(w, &ModelOverrides::default(), device, Compute::default())?;
-        let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &args.data_dir)?.to_device(device);
+    let batches_for = |n: &Normalizer| analysis::fixed_batches(&train, n, args.fixed_batches(), device);
+    if let Some(loaded) = &loaded {
+        let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &data)?.to_device(device);
         let rows = resnet_cifar::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
         flows.push(analysis::Flow { name: loaded.model.config.name(), rows });
     } else {
         let kind = args.normalize.unwrap_or_default();
-        let normalizer = Normalizer::fit(kind, &data.train.images).to_device(device);
+        let normalizer = Normalizer::fit(kind, &train.images).to_device(device);
         let batches = batches_for(&normalizer);
         for &depth in &args.depth {
             for &arch in &args.arch {
@@ -369,7 +381,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
                     batch_norm: !args.no_bn,
                     zero_init_residual: args.zero_init_residual,
                     block: args.block,
-                    ..Default::default()
+                    num_classes: dataset.num_classes(),
                 };
                 cfg.blocks_per_stage()?;
                 flows.push(analysis::flow_at_init(cfg, &batches, args.seed, device)?);
@@ -398,14 +410,15 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t);
     }
+    let dataset = args.data.choice().dataset()?;
     let cfg = BenchConfig {
-        model: args.model.config(),
+        model: args.model.config(dataset),
         compute: args.compute.compute(),
         mode: args.mode,
         batch_size: args.batch_size,
         iters: args.iters,
         warmup: args.warmup,
-        data_dir: args.data_dir.clone(),
+        data: args.data.source(dataset),
         device: args.device,
         profile: args.profile,
     };
@@ -416,17 +429,14 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
 
 fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
-    let (loaded, normalizer) = w.load(args.compute.compute())?;
-    let dir = &w.data_dir;
-    resnet_cifar::data::check_data_dir(dir)?;
-    let test = resnet_cifar::data::load_split(dir, &[resnet_cifar::data::TEST_FILE])?
-        .take(args.limit_test)
-        .to_device(loaded.vs.device());
+    let (loaded, normalizer, data) = w.load(args.compute.compute())?;
+    let test = data.load_split(Part::Test, args.limit_test)?.to_device(loaded.vs.device());
     let eval = evaluate(&loaded.model, &test, &normalizer);
-    let classes = resnet_cifar::data::load_classes(dir);
+    let classes = class_names(&loaded.checkpoint, &data)?;
     let ctx = ReportContext {
         checkpoint: &w.weights.display().to_string(),
-        data_dir: &dir.display().to_string(),
+        data_dir: &data.dir.display().to_string(),
+        dataset: data.dataset,
         model: loaded.model.config,
         normalization: normalizer.kind,
         classes: &classes,
@@ -440,8 +450,8 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
 }
 
 fn predict_command(args: &PredictArgs) -> Result<()> {
-    let (loaded, normalizer) = args.weights.load(Compute::default())?;
-    let classes = resnet_cifar::data::load_classes(&args.weights.data_dir);
+    let (loaded, normalizer, data) = args.weights.load(Compute::default())?;
+    let classes = class_names(&loaded.checkpoint, &data)?;
     let mut failed = 0;
     for path in &args.images {
         let result = read_image(path)

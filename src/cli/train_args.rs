@@ -1,12 +1,12 @@
-//! The flags of `train` (the network, how it computes, the run) and their check into a
-//! [`TrainConfig`]: raw flags here, validated settings in the library. Shared by the
+//! The flags of `train` (the network, how it computes, the data, the run) and their check
+//! into a [`TrainConfig`]: raw flags here, validated settings in the library. Shared by the
 //! `resnet-cifar` binary and the `plain_vs_residual` example (whose cells take every
 //! `train` flag), so it names the library by its crate path.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser};
-use resnet_cifar::data::default_data_dir;
+use resnet_cifar::data::{DataSource, Dataset, DatasetChoice, DatasetName, Labels};
 use resnet_cifar::device::parse_device;
 use resnet_cifar::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
@@ -37,13 +37,16 @@ pub struct ModelArgs {
     /// Start every residual block as the identity (last BN's γ = 0): "F(x) = 0 is easy".
     #[arg(long)]
     pub zero_init_residual: bool,
-    /// Classes of the classifier (10 for CIFAR-10).
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
-    pub num_classes: i64,
+    /// Classes of the classifier [default: the data set's: 10 for CIFAR-10, 100 for CIFAR-100,
+    /// 20 for its coarse labels]; where data is read, another count is refused.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
+    pub num_classes: Option<i64>,
 }
 
 impl ModelArgs {
-    pub fn config(&self) -> ResNetConfig {
+    /// The network for `dataset` (whose class count `--num-classes` may only repeat; the
+    /// library checks that).
+    pub fn config(&self, dataset: Dataset) -> ResNetConfig {
         ResNetConfig {
             depth: self.depth,
             arch: self.arch,
@@ -51,8 +54,34 @@ impl ModelArgs {
             batch_norm: !self.no_bn,
             zero_init_residual: self.zero_init_residual,
             block: self.block,
-            num_classes: self.num_classes,
+            num_classes: self.num_classes.unwrap_or(dataset.num_classes()),
         }
+    }
+}
+
+/// Which data set, and where its files are.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// cifar10 or cifar100 [default: the one a checkpoint records, else cifar10].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+    /// CIFAR-100's classes: fine (100) or coarse (20) [default: a checkpoint's, else fine].
+    #[arg(long, value_enum)]
+    pub labels: Option<Labels>,
+    /// Directory with the binary files [default: data/cifar-10-batches-bin; for cifar100,
+    /// data/cifar-100-binary].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn choice(&self) -> DatasetChoice {
+        DatasetChoice { name: self.dataset, labels: self.labels }
+    }
+
+    /// `dataset` in `--data-dir` or its default directory.
+    pub fn source(&self, dataset: Dataset) -> DataSource {
+        DataSource::new(dataset, self.data_dir.clone())
     }
 }
 
@@ -103,9 +132,8 @@ pub struct TrainArgs {
     /// Hold out the last N training images for validation (the paper: 5000).
     #[arg(long, default_value_t = 0)]
     pub val_split: usize,
-    /// Directory with the CIFAR-10 binary batches.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Run directory [default: runs/<arch>-<depth>-<timestamp>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -141,7 +169,8 @@ impl TrainArgs {
     /// Checks the flags into a training configuration (counts were checked by the parser;
     /// what is left is the library's to say: depth 6n+2, the learning rate, the device…).
     pub fn into_config(self) -> Result<TrainConfig> {
-        let model = self.model.config();
+        let data = self.data.source(self.data.choice().dataset()?);
+        let model = self.model.config(data.dataset);
         let out = self.out.unwrap_or_else(|| {
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
             PathBuf::from(format!("runs/{}-{stamp}", model.name()))
@@ -160,7 +189,8 @@ impl TrainArgs {
             val_split: self.val_split,
             limit_train: self.limit_train,
             limit_test: self.limit_test,
-            data_dir: self.data_dir,
+            dataset: data.dataset,
+            data_dir: data.dir,
             out_dir: out,
             device: match self.device {
                 Some(d) => d,

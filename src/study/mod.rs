@@ -27,9 +27,9 @@ pub fn collect(grid: &Grid, device: tch::Device) -> Result<(results::Results, Ve
             weights.push(grid.dir.join(&c.dir).join("best.safetensors"));
         }
     }
-    let data_dir = PathBuf::from(&res.settings.data_dir);
+    let data = crate::data::DataSource::new(res.settings.dataset()?, Some(PathBuf::from(&res.settings.data_dir)));
     let limit = Some(res.settings.test_images as usize);
-    let responses = crate::analysis::responses_of(&weights, None, &data_dir, limit, device)
+    let responses = crate::analysis::responses_of(&weights, None, &data, limit, device)
         .map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
     let (csv, png) = (grid.dir.join("fig7.csv"), grid.dir.join("fig7.png"));
     crate::analysis::write_responses(&responses, &csv, &png)

@@ -304,7 +304,8 @@ pub fn run_cell(grid: &Grid, index: usize, exec: &Exec) -> Result<Option<crate::
 
 /// The first setting in which two runs differ as experiments (not where they computed).
 fn experiment_difference(a: &TrainConfig, b: &TrainConfig) -> Option<String> {
-    let pairs: [(&str, String, String); 17] = [
+    let pairs: [(&str, String, String); 18] = [
+        ("dataset", a.dataset.to_string(), b.dataset.to_string()),
         ("arch", a.model.arch.to_string(), b.model.arch.to_string()),
         ("depth", a.model.depth.to_string(), b.model.depth.to_string()),
         ("shortcut", a.model.shortcut.to_string(), b.model.shortcut.to_string()),

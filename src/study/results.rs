@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::data::{DataSource, Dataset, DatasetName, Labels, Part};
 use crate::error::{Error, Result};
 use crate::metrics::read as read_metrics;
 use crate::viz::curves::Row;
@@ -79,7 +80,16 @@ pub struct Settings {
     pub precision: String,
     pub batch_size: i64,
     pub schedule: String,
+    pub dataset: DatasetName,
+    pub labels: Option<Labels>,
     pub data_dir: String,
+}
+
+impl Settings {
+    /// The cells' data set (the same for all: it is one of the grid's train flags).
+    pub fn dataset(&self) -> Result<Dataset> {
+        Dataset::new(self.dataset, self.labels)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,9 +141,11 @@ pub fn aggregate(cells: &[CellResult], params: &dyn Fn(&str, i64) -> i64) -> Vec
         .collect()
 }
 
-/// Images in the CIFAR-10 binary files of `dir` (3,073 bytes a record).
-fn records(dir: &Path, files: &[&str]) -> i64 {
-    files.iter().map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len() as i64 / 3073)).sum()
+/// Images in the binary files of `part` of `data` (counted from their sizes).
+fn records(data: &DataSource, part: Part) -> i64 {
+    let record = data.dataset.record_bytes() as u64;
+    let bytes = |name: &str| std::fs::metadata(data.dir.join(name)).map_or(0, |m| m.len());
+    data.dataset.files(part).iter().map(|f| (bytes(f.name) / record) as i64).sum()
 }
 
 /// Reads every finished cell of `grid`.
@@ -167,9 +179,9 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
         });
         params.push((cell.arch.clone(), cell.depth, meta.parameters));
         if settings.is_none() {
-            let all_train = records(&cfg.data_dir, &crate::data::TRAIN_FILES);
+            let all_train = records(&cfg.data_source(), Part::Train);
             let train = cfg.limit_train.map_or(all_train, |l| (l as i64).min(all_train)) - cfg.val_split as i64;
-            let all_test = records(&cfg.data_dir, &[crate::data::TEST_FILE]);
+            let all_test = records(&cfg.data_source(), Part::Test);
             settings = Some(Settings {
                 epochs: cfg.epochs,
                 iterations: meta.total_iterations,
@@ -178,6 +190,8 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
                 precision: cfg.compute.precision.to_string(),
                 batch_size: cfg.batch_size,
                 schedule: cfg.schedule.to_string(),
+                dataset: cfg.dataset.name(),
+                labels: cfg.dataset.labels(),
                 data_dir: cfg.data_dir.display().to_string(),
             });
         }
@@ -188,7 +202,11 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
         Error::Config(format!("no cell of the grid in {} has finished yet: nothing to collect", grid.dir.display()))
     })?;
     let lookup = |a: &str, d: i64| params.iter().find(|(x, y, _)| x == a && *y == d).map_or(0, |p| p.2);
-    let nets = aggregate(&cells, &lookup);
+    let mut nets = aggregate(&cells, &lookup);
+    if settings.dataset()? != Dataset::Cifar10 {
+        // Table 6's figures are CIFAR-10's.
+        nets.iter_mut().for_each(|n| n.paper_test_err = None);
+    }
     Ok((Results { settings, nets, cells, missing }, curves))
 }
 
@@ -204,8 +222,9 @@ fn pm(mean: f64, std: f64, seeds: usize) -> String {
 /// Table 6 as markdown.
 pub fn markdown(r: &Results) -> String {
     let s = &r.settings;
+    let dataset = s.dataset().map_or_else(|_| s.dataset.to_string(), |d| d.to_string());
     let mut md = format!(
-        "# Plain vs. residual networks on CIFAR-10 (He et al. 2015, Fig. 6 and Table 6)\n\n\
+        "# Plain vs. residual networks on {dataset} (He et al. 2015, Fig. 6 and Table 6)\n\n\
          {} epochs ({} iterations, batch {}, schedule `{}`), {} training and {} test images, {}; data `{}`.\n\
          Errors are final-epoch errors in %, mean ± sample std over seeds (the mean alone for one seed).\n\n\
          | network | params | seeds | test err | best | min–max | train err | paper |\n\
@@ -261,7 +280,7 @@ pub fn write(grid: &Grid, results: &Results, curves: &[Curves]) -> Result<Vec<Pa
     let bytes = w.into_inner().map_err(|e| Error::io(&csv_path, std::io::Error::other(e.to_string())))?;
     crate::checkpoint::write_atomic(&csv_path, &bytes)?;
     let fig = path("fig6.png");
-    fig6(curves, &fig)?;
+    fig6(curves, results.settings.dataset()?, &fig)?;
     Ok(vec![path("results.json"), csv_path, path("results.md"), fig])
 }
 
@@ -323,7 +342,7 @@ fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, V
 
 /// Fig. 6: plain nets left, ResNets right; per depth a colour, dashed training error and
 /// bold test error (mean over seeds), each with its min–max band.
-pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
+pub fn fig6(curves: &[Curves], dataset: Dataset, out: &Path) -> Result<()> {
     let mut depths: Vec<i64> = curves.iter().map(|(c, _)| c.depth).collect();
     depths.sort_unstable();
     depths.dedup();
@@ -361,8 +380,8 @@ pub fn fig6(curves: &[Curves], out: &Path) -> Result<()> {
     if panels.is_empty() {
         return Err(Error::Config("no finished cells to draw".into()));
     }
-    let title = "CIFAR-10: dashed training error, bold test error (mean over seeds, min–max band)";
-    line_chart_grid(out, Some(title), &panels, panels.len(), (700 * panels.len() as u32, 560))
+    let title = format!("{dataset}: dashed training error, bold test error (mean over seeds, min–max band)");
+    line_chart_grid(out, Some(&title), &panels, panels.len(), (700 * panels.len() as u32, 560))
         .map_err(|e| Error::Config(e.to_string()))
 }
 
@@ -428,6 +447,8 @@ mod tests {
             precision: "fp32".into(),
             batch_size: 128,
             schedule: "scaled".into(),
+            dataset: DatasetName::Cifar10,
+            labels: None,
             data_dir: "d".into(),
         };
         let md = markdown(&Results { settings, nets, cells, missing: vec!["resnet-20/seed-1".into()] });
@@ -435,6 +456,7 @@ mod tests {
         assert!(md.contains("| resnet-110 |") && md.contains("| 6.43 |"), "{md}");
         assert!(md.contains("| resnet-110/seed-0 | 1.00 | 7.00 | 6.50 | 1.0 | cpu |"), "{md}");
         assert!(md.contains("Not finished yet: resnet-20/seed-1."));
+        assert!(md.starts_with("# Plain vs. residual networks on CIFAR-10 "), "{md}");
     }
 
     #[test]
@@ -471,14 +493,14 @@ mod tests {
             (mk("resnet", 56, 0), rows(-3.0)),
         ];
         let out = tmp.path().join("fig6.svg");
-        fig6(&curves, &out).unwrap();
+        fig6(&curves, Dataset::Cifar10, &out).unwrap();
         let svg = std::fs::read_to_string(&out).unwrap();
         for text in ["plain networks", "ResNets", "plain-20 train", "plain-20 test", "resnet-56 test"] {
             assert!(svg.contains(text), "missing {text}");
         }
         assert!(svg.contains("<polygon"), "no min–max band drawn");
         let png = tmp.path().join("fig6.png");
-        fig6(&curves, &png).unwrap();
+        fig6(&curves, Dataset::Cifar10, &png).unwrap();
         assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
     }
 }

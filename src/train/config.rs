@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use crate::data::{DataSource, Dataset, DatasetName, Labels};
 use crate::device::{device_name, parse_device};
 use crate::error::{Error, Result};
 use crate::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
@@ -34,6 +35,8 @@ pub struct TrainConfig {
     pub val_split: usize,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// The data set; `model.num_classes` must be its class count.
+    pub dataset: Dataset,
     pub data_dir: PathBuf,
     pub out_dir: PathBuf,
     pub device: Device,
@@ -69,7 +72,8 @@ impl Default for TrainConfig {
             val_split: 0,
             limit_train: None,
             limit_test: None,
-            data_dir: crate::data::default_data_dir(),
+            dataset: Dataset::Cifar10,
+            data_dir: Dataset::Cifar10.default_dir(),
             out_dir: PathBuf::from("runs/resnet-20"),
             device: Device::Cpu,
             seed: 0,
@@ -87,6 +91,7 @@ impl TrainConfig {
     /// Checks every setting once, with a message saying what to use instead.
     pub fn validate(&self) -> Result<()> {
         self.model.blocks_per_stage()?;
+        self.dataset.check_classes(self.model.num_classes)?;
         let bad = |m: String| Err(Error::Config(m));
         if self.batch_size < 1 {
             return bad(format!("--batch-size {} must be at least 1", self.batch_size));
@@ -112,6 +117,11 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// Where the run's data is.
+    pub fn data_source(&self) -> DataSource {
+        DataSource::new(self.dataset, Some(self.data_dir.clone()))
     }
 
     pub fn warmup_iterations(&self) -> i64 {
@@ -145,6 +155,12 @@ pub struct RunFile {
     pub block: Option<BlockKind>,
     #[serde(default = "cifar10_classes")]
     pub num_classes: i64,
+    /// Runs from before CIFAR-100 trained on CIFAR-10.
+    #[serde(default)]
+    pub dataset: DatasetName,
+    /// CIFAR-100's fine or coarse classes (none for CIFAR-10).
+    #[serde(default)]
+    pub labels: Option<Labels>,
     pub parameters: i64,
     /// Runs from before precision and layout existed computed in fp32, NCHW.
     #[serde(default)]
@@ -207,6 +223,8 @@ impl RunFile {
             zero_init_residual: cfg.model.zero_init_residual,
             block: cfg.model.block,
             num_classes: cfg.model.num_classes,
+            dataset: cfg.dataset.name(),
+            labels: cfg.dataset.labels(),
             parameters,
             precision: cfg.compute.precision,
             layout: cfg.compute.layout,
@@ -281,6 +299,13 @@ impl RunFile {
             block: self.block,
             num_classes: self.num_classes,
         };
+        let dataset = Dataset::new(self.dataset, self.labels).map_err(|_| {
+            Error::Config(format!(
+                "{}: field `labels` is for CIFAR-100, but `dataset` is {}",
+                dir.join("config.json").display(),
+                self.dataset
+            ))
+        })?;
         Ok(TrainConfig {
             model,
             compute: Compute::new(self.precision, self.layout),
@@ -295,6 +320,7 @@ impl RunFile {
             val_split: self.val_split,
             limit_train: self.limit_train,
             limit_test: self.limit_test,
+            dataset,
             data_dir: self.data_dir.clone(),
             out_dir: dir.to_path_buf(),
             device: parse_device(&self.device)?,
@@ -373,5 +399,23 @@ mod tests {
         assert_eq!(cfg.threads, None, "a detected count is not forced on resume");
         assert_eq!((cfg.compute.precision, cfg.compute.layout), (Precision::Fp32, Layout::Nchw));
         assert_eq!((cfg.model.arch, cfg.model.num_classes, cfg.limit_train), (Arch::Plain, 10, Some(10_000)));
+        assert_eq!(cfg.dataset, Dataset::Cifar10, "runs from before CIFAR-100 trained on CIFAR-10");
+    }
+
+    #[test]
+    fn the_data_set_is_recorded_and_must_fit_the_classifier() {
+        let coarse = Dataset::Cifar100 { labels: Labels::Coarse };
+        let model = ResNetConfig { num_classes: 20, ..Default::default() };
+        let cfg = TrainConfig { dataset: coarse, model, ..Default::default() };
+        cfg.validate().unwrap();
+        let file = RunFile::new(&cfg, 1, &cfg.lr_schedule(391), cfg.epochs);
+        let text = serde_json::to_string(&file).unwrap();
+        assert!(text.contains(r#""dataset":"cifar100","labels":"coarse""#), "{text}");
+        assert_eq!(RunFile::parse(&text).unwrap().config(Path::new("r")).unwrap().dataset, coarse);
+        let bad = text.replace(r#""dataset":"cifar100""#, r#""dataset":"cifar10""#);
+        let e = RunFile::parse(&bad).unwrap().config(Path::new("r")).unwrap_err().to_string();
+        assert!(e.contains("field `labels` is for CIFAR-100"), "{e}");
+        let e = TrainConfig { model: ResNetConfig::default(), ..cfg }.validate().unwrap_err().to_string();
+        assert!(e.contains("--num-classes 10 does not fit CIFAR-100 (coarse labels), which has 20 classes"), "{e}");
     }
 }

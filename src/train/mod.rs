@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::augment;
 use crate::checkpoint;
-use crate::data::{Cifar10, RunData, Split};
+use crate::data::{Cifar, RunData, Split};
 use crate::device::device_name;
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
@@ -69,10 +69,11 @@ impl RunSummary {
 pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     cfg.validate()?;
     let t = Instant::now();
-    let data = Cifar10::load(&cfg.data_dir)?;
+    let data = cfg.data_source().load()?;
     if !cfg.quiet {
         println!(
-            "loaded CIFAR-10 from {} ({} train + {} test images) in {:.2} s",
+            "loaded {} from {} ({} train + {} test images) in {:.2} s",
+            cfg.dataset,
             cfg.data_dir.display(),
             data.train.len(),
             data.test.len(),
@@ -95,7 +96,7 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 
 /// Trains on `data` (the CLI's data, or a synthetic set in tests and demos) into a new
 /// run directory.
-pub fn run_with_data(cfg: &TrainConfig, data: &Cifar10) -> Result<RunSummary> {
+pub fn run_with_data(cfg: &TrainConfig, data: &Cifar) -> Result<RunSummary> {
     cfg.validate()?;
     prepare_out_dir(&cfg.out_dir)?;
     train_loop(cfg, data, None)
@@ -111,13 +112,13 @@ pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: b
     cfg.device = device.unwrap_or(cfg.device);
     cfg.quiet = quiet;
     cfg.handle_signals = !quiet;
-    let data = Cifar10::load(&cfg.data_dir)?;
+    let data = cfg.data_source().load()?;
     let last = dir.join("last.safetensors");
     let saved = if last.exists() { Some(checkpoint::read(&last)?) } else { None };
     train_loop(&cfg, &data, saved)
 }
 
-fn train_loop(cfg: &TrainConfig, data: &Cifar10, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
+fn train_loop(cfg: &TrainConfig, data: &Cifar, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
     let started = Instant::now();
     let mut t = Trainer::new(cfg, data, saved.as_ref())?;
     let csv_path = cfg.out_dir.join("metrics.csv");
@@ -190,6 +191,8 @@ struct Trainer<'a> {
     opt: Sgd,
     schedule: LrSchedule,
     normalizer: Normalizer,
+    /// The class names, recorded in every checkpoint with the data set.
+    classes: Vec<String>,
     train: Split,
     test: Split,
     val: Option<Split>,
@@ -202,8 +205,14 @@ struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     /// A new run of `cfg` on `data`, or the run of `saved` continued where it stopped.
-    fn new(cfg: &'a TrainConfig, data: &Cifar10, saved: Option<&checkpoint::Checkpoint>) -> Result<Self> {
+    fn new(cfg: &'a TrainConfig, data: &Cifar, saved: Option<&checkpoint::Checkpoint>) -> Result<Self> {
         cfg.validate()?;
+        if data.dataset != cfg.dataset {
+            return Err(Error::Config(format!(
+                "the data is {}, but the run is set up for {}",
+                data.dataset, cfg.dataset
+            )));
+        }
         if let Some(t) = cfg.threads {
             tch::set_num_threads(t);
         }
@@ -240,6 +249,7 @@ impl<'a> Trainer<'a> {
             opt,
             schedule,
             normalizer,
+            classes: data.classes.clone(),
             train,
             test: split.test.to_device(dev),
             val: split.val.as_ref().map(|v| v.to_device(dev)),
@@ -400,12 +410,13 @@ impl<'a> Trainer<'a> {
                 self.schedule.lr_at((p.iteration - 1).max(0))
             )));
         }
-        let extra = match kind {
-            CheckpointKind::Last => {
-                checkpoint::Extra { tensors: self.opt.state_tensors(), metadata: resume::progress_metadata(p)? }
-            }
-            CheckpointKind::Best => checkpoint::Extra { tensors: Vec::new(), metadata: resume::progress_metadata(p)? },
+        let mut metadata = resume::progress_metadata(p)?;
+        metadata.extend(checkpoint::dataset_metadata(self.cfg.dataset, &self.classes));
+        let tensors = match kind {
+            CheckpointKind::Last => self.opt.state_tensors(),
+            CheckpointKind::Best => Vec::new(),
         };
+        let extra = checkpoint::Extra { tensors, metadata };
         checkpoint::save(&self.cfg.out_dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
     }
 }

@@ -1,5 +1,6 @@
-//! What the integration tests share: one synthetic data set in the official layout, written
-//! once (per target directory) and linked into each test's directory, and honest skips.
+//! What the integration tests share: synthetic CIFAR-10 and CIFAR-100 data sets in the
+//! official layouts, each written once (per target directory) and linked into each test's
+//! directory, and honest skips.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
@@ -7,38 +8,112 @@ use std::sync::OnceLock;
 
 use resnet_cifar::data;
 
-/// A read-only data directory in the official layout: 10,000 synthetic images per file
-/// (the same 10,000 in every file), made once and kept under the target's tmp directory.
+/// A directory under the target's tmp directory, filled once by `fill` (a test binary that
+/// finds it complete uses it as it is; one that loses the race to make it uses the other's).
+fn shared_dir(name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if !dir.join("complete").exists() {
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        fill(&tmp);
+        std::fs::write(tmp.join("complete"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another test binary got there first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    dir
+}
+
+/// Fills `dir` with links to the files `names` of `shared`. A test that changes a file must
+/// replace the link (see [`rewrite`]), never write through it.
+fn link_all<'a>(shared: &Path, names: impl IntoIterator<Item = &'a str>, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in names {
+        std::os::unix::fs::symlink(shared.join(name), dir.join(name)).unwrap();
+    }
+}
+
+/// A read-only CIFAR-10 data directory in the official layout: 10,000 synthetic images per
+/// file (the same 10,000 in every file), made once and kept under the target's tmp directory.
 pub fn shared_data_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("synthetic-cifar-10-v1");
-        if !dir.join("complete").exists() {
-            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).unwrap();
+        shared_dir("synthetic-cifar-10-v1", |tmp| {
             let synth = data::synthetic(10_000, 0, 5);
             for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
                 data::write_batch_file(&tmp.join(name), &synth.train).unwrap();
             }
-            std::fs::write(tmp.join("complete"), "").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            if std::fs::rename(&tmp, &dir).is_err() {
-                // Another test binary got there first.
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-        }
-        dir
+        })
     })
 }
 
-/// Fills `dir` with links to the shared synthetic files. A test that changes a file must
-/// replace the link (see [`rewrite`]), never write through it.
+/// Fills `dir` with links to the shared synthetic CIFAR-10 files.
 pub fn link_data(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
-        std::os::unix::fs::symlink(shared_data_dir().join(name), dir.join(name)).unwrap();
+    link_all(shared_data_dir(), data::TRAIN_FILES.into_iter().chain([data::TEST_FILE]), dir);
+}
+
+/// Records of the synthetic CIFAR-100: `train.bin` holds them five times (50,000 records),
+/// `test.bin` once.
+pub const CIFAR100_RECORDS: usize = 10_000;
+pub const CIFAR100_FILES: [&str; 4] = ["train.bin", "test.bin", "fine_label_names.txt", "coarse_label_names.txt"];
+
+/// The (coarse, fine) labels of synthetic CIFAR-100 record `i` (any record of either file).
+pub fn cifar100_labels(i: usize) -> (u8, u8) {
+    let fine = ((i % CIFAR100_RECORDS) * 37 % 100) as u8;
+    (fine / 5, fine)
+}
+
+/// The first pixel byte of synthetic CIFAR-100 record `i`, to check images stay with labels.
+pub fn cifar100_first_pixel(i: usize) -> u8 {
+    ((i % CIFAR100_RECORDS) % 251) as u8
+}
+
+/// The synthetic CIFAR-100's class names: `fine_class_NN` and `coarse_class_NN`.
+pub fn cifar100_name(fine: bool, class: u8) -> String {
+    format!("{}_class_{class:02}", if fine { "fine" } else { "coarse" })
+}
+
+/// The bytes of CIFAR-100's `test.bin` as the official layout has them, written here
+/// byte by byte rather than by the library, so that the loader is checked against the
+/// layout and not against itself: per record a coarse label byte, a fine label byte and
+/// 3,072 pixel bytes (red, green, blue planes), each class with its own colour.
+pub fn cifar100_records() -> Vec<u8> {
+    let mut out = Vec::with_capacity(CIFAR100_RECORDS * 3074);
+    for i in 0..CIFAR100_RECORDS {
+        let (coarse, fine) = cifar100_labels(i);
+        out.extend([coarse, fine]);
+        let colour = [fine.wrapping_mul(53), fine.wrapping_mul(97), fine.wrapping_mul(151)];
+        let start = out.len();
+        for c in colour {
+            out.extend((0..1024u32).map(|p| c.wrapping_add((p.wrapping_mul(2_654_435_761) >> 27) as u8)));
+        }
+        out[start] = cifar100_first_pixel(i);
     }
+    out
+}
+
+/// A read-only CIFAR-100 directory in the official layout (`cifar-100-binary/`): `train.bin`
+/// (50,000 records), `test.bin` (10,000) and both names files, made once.
+pub fn shared_cifar100_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        shared_dir("synthetic-cifar-100-v1", |tmp| {
+            let records = cifar100_records();
+            std::fs::write(tmp.join("train.bin"), records.repeat(5)).unwrap();
+            std::fs::write(tmp.join("test.bin"), &records).unwrap();
+            let names = |fine: bool, n: u8| (0..n).map(|c| cifar100_name(fine, c) + "\n").collect::<String>() + "\n";
+            std::fs::write(tmp.join("fine_label_names.txt"), names(true, 100)).unwrap();
+            std::fs::write(tmp.join("coarse_label_names.txt"), names(false, 20)).unwrap();
+        })
+    })
+}
+
+/// Fills `dir` with links to the shared synthetic CIFAR-100 files.
+pub fn link_cifar100(dir: &Path) {
+    link_all(shared_cifar100_dir(), CIFAR100_FILES, dir);
 }
 
 /// Replaces `path` (a link to shared data, say) by a file of its own with `bytes`.
