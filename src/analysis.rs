@@ -49,6 +49,22 @@ pub struct Flow {
     pub rows: Vec<FlowRow>,
 }
 
+impl Flow {
+    /// The smallest factor by which one block passes the gradient back,
+    /// ‖∂L/∂x_l‖ / ‖∂L/∂x_{l+1}‖ over the blocks l, and the block's name. With an exact
+    /// identity path (∂x_{l+1}/∂x_l = 1 + ∂F/∂x_l) it stays near or above 1; a block that
+    /// shrinks the gradient shows below 1.
+    pub fn smallest_block_factor(&self) -> (f64, &str) {
+        let blocks = &self.rows[1..self.rows.len() - 1];
+        blocks
+            .iter()
+            .zip(&self.rows[2..])
+            .map(|(r, next)| (r.grad_norm / next.grad_norm, r.name.as_str()))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((f64::NAN, ""))
+    }
+}
+
 /// Gradient flow of a freshly initialised network (seeded) on `batches`.
 pub fn flow_at_init(cfg: ResNetConfig, batches: &[(Tensor, Tensor)], seed: i64, device: Device) -> Result<Flow> {
     tch::manual_seed(seed);

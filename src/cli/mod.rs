@@ -124,9 +124,10 @@ pub struct GradFlowArgs {
     /// Block of the pre-activation nets [default: basic below depth 164, bottleneck from 164].
     #[arg(long, value_enum)]
     pub block: Option<BlockKind>,
-    /// A trained checkpoint instead of freshly initialised networks.
+    /// Trained checkpoints instead of freshly initialised networks, one line each (repeat
+    /// the flag).
     #[arg(long)]
-    pub weights: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
     /// Training batches to average over (no augmentation, fixed seed).
     #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batches: i64,
@@ -354,21 +355,25 @@ impl GradFlowArgs {
 
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     let device = args.device;
-    let loaded = args.weights.as_ref().map(|w| load_model(w, &ModelOverrides::default(), device, Compute::default()));
-    let loaded = loaded.transpose()?;
-    let dataset = match &loaded {
-        Some(l) => dataset_for(&l.checkpoint, args.data.choice())?,
-        None => args.data.choice().dataset()?,
+    let loaded: Vec<LoadedModel> = args
+        .weights
+        .iter()
+        .map(|w| load_model(w, &ModelOverrides::default(), device, Compute::default()))
+        .collect::<resnet_cifar::Result<_>>()?;
+    let dataset = match loaded.is_empty() {
+        false => dataset_for_all(&args.weights, args.data.choice())?,
+        true => args.data.choice().dataset()?,
     };
     let data = args.data.source(dataset);
     let train = data.load_split(Part::Train, None)?;
     let mut flows = Vec::new();
     let batches_for = |n: &Normalizer| analysis::fixed_batches(&train, n, args.fixed_batches(), device);
-    if let Some(loaded) = &loaded {
+    for loaded in &loaded {
         let normalizer = normalizer_for(&loaded.checkpoint, args.normalize, &data)?.to_device(device);
         let rows = resnet_cifar::gradflow::grad_flow(&loaded.model, &batches_for(&normalizer), true);
         flows.push(analysis::Flow { name: loaded.model.config.name(), rows });
-    } else {
+    }
+    if loaded.is_empty() {
         let kind = args.normalize.unwrap_or_default();
         let normalizer = Normalizer::fit(kind, &train.images).to_device(device);
         let batches = batches_for(&normalizer);
@@ -389,13 +394,15 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
         }
     }
     let plot = args.out.plot_path();
-    let when = if args.weights.is_some() { "trained" } else { "at initialisation" };
+    let when = if args.weights.is_empty() { "at initialisation" } else { "trained" };
     let bn = if args.no_bn { ", no BN" } else { "" };
     analysis::write_flows(&flows, &args.out.output, &plot, &format!("Gradient flow through depth, {when}{bn}"))?;
     for f in &flows {
         let first = &f.rows[1];
+        let (factor, at) = f.smallest_block_factor();
         println!(
-            "{}: ‖∂L/∂x‖ at {} / at output = {:.3e}; std(x) at output {:.3e}",
+            "{}: ‖∂L/∂x‖ at {} / at output = {:.3e}; smallest block factor ‖∂L/∂x_l‖/‖∂L/∂x_l+1‖ = {factor:.3} ({at}); \
+             std(x) at output {:.3e}",
             f.name,
             first.name,
             first.ratio_to_last,
