@@ -255,13 +255,18 @@ const HE_NORMAL_FAN_OUT: nn::Init = nn::Init::Kaiming {
 };
 
 /// A convolution; it has a bias only when no BN follows it (PyTorch's default bias init).
-fn conv(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    conv_init(p, (c_in, c_out), k, stride, bias, HE_NORMAL)
+fn conv(p: nn::Path, io: (i64, i64), k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    conv_with(p, io, k, nn::ConvConfig { stride, bias, ws_init: HE_NORMAL, ..Default::default() })
 }
 
-fn conv_init(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, stride: i64, bias: bool, init: nn::Init) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding: k / 2, bias, ws_init: init, ..Default::default() };
-    nn::conv2d(p, c_in, c_out, k, cfg)
+/// A k×k convolution with `cfg`'s stride, bias and initialisation, padded to keep the size.
+fn conv_with(p: nn::Path, (c_in, c_out): (i64, i64), k: i64, cfg: nn::ConvConfig) -> nn::Conv2D {
+    nn::conv2d(p, c_in, c_out, k, nn::ConvConfig { padding: k / 2, ..cfg })
+}
+
+/// The pre-activation nets' convolution settings (no bias with BN, He fan-out).
+fn preact_conv_config(stride: i64, cfg: &ResNetConfig) -> nn::ConvConfig {
+    nn::ConvConfig { stride, bias: !cfg.batch_norm, ws_init: HE_NORMAL_FAN_OUT, ..Default::default() }
 }
 
 /// Sets a convolution's weights (and bias) to zero: a residual branch that starts as F = 0.
@@ -431,8 +436,7 @@ impl PreActBlock {
     pub fn new(p: nn::Path, c_in: i64, width: i64, stride: i64, cfg: &ResNetConfig) -> Self {
         let kind = cfg.block();
         let c_out = width * kind.expansion();
-        let bias = !cfg.batch_norm;
-        let conv = |p: nn::Path, io, k, stride| conv_init(p, io, k, stride, bias, HE_NORMAL_FAN_OUT);
+        let conv = |p: nn::Path, io, k, stride| conv_with(p, io, k, preact_conv_config(stride, cfg));
         let convs = match kind {
             BlockKind::Basic => vec![
                 (conv(&p / "conv1", (c_in, width), 3, stride), stride),
@@ -489,6 +493,8 @@ impl PreActBlock {
 }
 
 /// A block of either design, as the network holds it.
+// A network holds at most a few hundred blocks: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Block {
     /// The 2015 block (residual or plain).
@@ -603,7 +609,7 @@ impl ResNet {
                 .collect()
         });
         let (conv1, bn1, final_bn, linear) = if preact {
-            let conv1 = conv_init(p / "conv1", (3, STAGE_WIDTHS[0]), 3, 1, !config.batch_norm, HE_NORMAL_FAN_OUT);
+            let conv1 = conv_with(p / "conv1", (3, STAGE_WIDTHS[0]), 3, preact_conv_config(1, &config));
             let fc = nn::linear(p / "fc", c_in, config.num_classes, Default::default());
             (conv1, None, batch_norm(p / "bn", c_in, &config, 1.0), fc)
         } else {
