@@ -214,6 +214,25 @@ fn cases() -> Vec<Case> {
             expect: "already holds a run",
         },
         Case {
+            name: "a non-empty directory that is not a run",
+            args: "train --data-dir {D}/data --out {D}/mine {T}",
+            setup: |d| {
+                make_data(&d.join("data"));
+                std::fs::create_dir(d.join("mine")).unwrap();
+                std::fs::write(d.join("mine/notes.txt"), "the user's own file").unwrap();
+            },
+            expect: "is not empty and holds no run (found notes.txt)",
+        },
+        Case {
+            name: "--resume of a run without last.safetensors",
+            args: "train --resume {D}/run",
+            setup: |d| {
+                trained_run(d);
+                std::fs::remove_file(d.join("run/last.safetensors")).unwrap();
+            },
+            expect: "has no last.safetensors",
+        },
+        Case {
             name: "a flag that --resume would ignore",
             args: "train --resume {D} --epochs 3",
             setup: no_setup,
@@ -252,6 +271,45 @@ fn cases() -> Vec<Case> {
             expect: "broken.jpg",
         },
     ]
+}
+
+/// A finished tiny run in `d/run`, trained on `d/data`.
+fn trained_run(d: &Path) {
+    make_data(&d.join("data"));
+    let o = run(&format!("train --data-dir {{D}}/data --out {{D}}/run {TINY}"), d, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A run directory in use by another process (here: this test, holding its lock) is
+/// refused by `--resume` and by a new `train`, and nothing in it changes.
+#[test]
+fn a_run_directory_in_use_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    trained_run(tmp.path());
+    let before = snapshot(&tmp.path().join("run"));
+    let held = std::fs::File::open(tmp.path().join("run/.lock")).unwrap();
+    held.try_lock().unwrap();
+    assert_clean_failure("resume in use", &run("train --resume {D}/run", tmp.path(), None), "is in use");
+    std::fs::remove_file(tmp.path().join("run/metrics.csv")).unwrap();
+    let out = run(&format!("train --data-dir {{D}}/data --out {{D}}/run {TINY}"), tmp.path(), None);
+    assert_clean_failure("train into a run in use", &out, "is in use");
+    let after = snapshot(&tmp.path().join("run"));
+    assert_eq!(before.iter().filter(|(p, _)| !p.ends_with("metrics.csv")).cloned().collect::<Vec<_>>(), after);
+    drop(held);
+    let out = run(&format!("train --data-dir {{D}}/data --out {{D}}/run {TINY}"), tmp.path(), None);
+    assert_clean_failure("train into a used directory", &out, "is not empty and holds no run");
 }
 
 fn run(args: &str, dir: &Path, fsize_limit: Option<u64>) -> std::process::Output {

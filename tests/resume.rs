@@ -102,7 +102,7 @@ fn killed_runs_resume_bitwise_equal() {
     // Checkpoints in a fresh run: 1 and 2 mid-epoch (iterations 3, 6), 3 = epoch 1's
     // last.safetensors (its CSV row already written), 4 = its best.safetensors, …
     let scenarios: &[&[&str]] = &[
-        &["iteration:1"],
+        &["iteration:1"], // before the first checkpoint: nothing to resume (below)
         &["iteration:5"], // between mid-epoch checkpoints
         &["iteration:7"], // end of epoch 1, before its evaluation and CSV row
         &["checkpoint:1"],
@@ -116,6 +116,20 @@ fn killed_runs_resume_bitwise_equal() {
         let out = tmp.path().join(format!("run{i}"));
         run_and_kill_at(&train_args(&out), points[0]);
         kills += 1;
+        if !out.join("last.safetensors").exists() {
+            // Killed before its first checkpoint was in place: --resume refuses in one line
+            // (never a silent restart) and changes nothing; training again from scratch
+            // then gives the uninterrupted run.
+            let config = std::fs::read(out.join("config.json")).unwrap();
+            let o = spawn(&resume_args(&out), None).wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            let refused = !o.status.success() && stderr.lines().count() == 1;
+            assert!(refused && stderr.contains("has no last.safetensors"), "{points:?}: {stderr}");
+            assert_eq!(std::fs::read(out.join("config.json")).unwrap(), config);
+            std::fs::remove_dir_all(&out).unwrap();
+            run_and_kill_at(&train_args(&out), "iteration:5");
+            kills += 1;
+        }
         for p in &points[1..] {
             run_and_kill_at(&resume_args(&out), p);
             kills += 1;

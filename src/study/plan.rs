@@ -227,7 +227,7 @@ impl Grid {
     pub fn state(&self, cell: &Cell) -> Result<CellState> {
         let dir = self.cell_dir(cell);
         if !dir.join("config.json").exists() {
-            let empty = !dir.exists() || dir.read_dir().map_err(|e| Error::io(&dir, e))?.next().is_none();
+            let empty = crate::train::claim::contents(&dir)?.is_empty();
             if !empty && !dir.join("metrics.csv").exists() {
                 return Err(Error::Config(format!("{} holds something else than a run: move it away", dir.display())));
             }

@@ -25,6 +25,7 @@ use crate::progress;
 use crate::schedule::LrSchedule;
 use crate::signals;
 
+pub mod claim;
 pub mod config;
 pub mod resume;
 
@@ -83,39 +84,38 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     run_with_data(cfg, &data)
 }
 
-/// Refuses to train into a directory that already holds a run; creates it otherwise.
-fn prepare_out_dir(dir: &Path) -> Result<()> {
-    if dir.join("metrics.csv").exists() {
-        return Err(Error::Config(format!(
-            "{} already holds a run (metrics.csv exists): choose another --out, or delete it to start over",
-            dir.display()
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
-}
-
 /// Trains on `data` (the CLI's data, or a synthetic set in tests and demos) into a new
 /// run directory.
 pub fn run_with_data(cfg: &TrainConfig, data: &Cifar) -> Result<RunSummary> {
     cfg.validate()?;
-    prepare_out_dir(&cfg.out_dir)?;
+    let _lock = claim::claim_new(&cfg.out_dir)?;
     train_loop(cfg, data, None)
 }
 
 /// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`),
 /// same data order and augmentation, `metrics.csv` continued without duplicate or missing
 /// rows. `threads` and `device` override the saved ones (they change where the run
-/// computes, not what: a run moves between machines).
+/// computes, not what: a run moves between machines). Without a `last.safetensors` there is
+/// nothing to continue from: an error, never a silent restart.
 pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: bool) -> Result<RunSummary> {
     let mut cfg = config::config_from_run(dir)?;
+    let _lock = claim::lock(dir)?;
+    let last = dir.join("last.safetensors");
+    if !last.exists() {
+        return Err(Error::Config(format!(
+            "{} has no last.safetensors: there is no checkpoint to continue from; start over with \
+             `train --out ANOTHER_DIR`, or delete {} and train again",
+            dir.display(),
+            dir.display()
+        )));
+    }
     cfg.threads = threads.or(cfg.threads);
     cfg.device = device.unwrap_or(cfg.device);
     cfg.quiet = quiet;
     cfg.handle_signals = !quiet;
     let data = cfg.data_source().load()?;
-    let last = dir.join("last.safetensors");
-    let saved = if last.exists() { Some(checkpoint::read(&last)?) } else { None };
-    train_loop(&cfg, &data, saved)
+    let saved = checkpoint::read(&last)?;
+    train_loop(&cfg, &data, Some(saved))
 }
 
 fn train_loop(cfg: &TrainConfig, data: &Cifar, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
