@@ -257,6 +257,10 @@ impl Checkpoint {
                 .find(|(n, _)| matches!(canonical(n), "linear.weight" | "fc.weight"))
                 .map_or(cfg.num_classes, |(_, t)| t.size()[0]),
         };
+        // The paper's block for this depth reads back as the default (`None`), as it was built.
+        if cfg.block == Some(ResNetConfig { block: None, ..cfg }.block()) {
+            cfg.block = None;
+        }
         Ok(cfg)
     }
 
