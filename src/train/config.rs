@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::data::{DataSource, Dataset, DatasetName, Labels};
+use crate::data::{DataSource, Dataset, DatasetName, Labels, RunData};
 use crate::device::{device_name, parse_device};
 use crate::error::{Error, Result};
 use crate::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
 use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
+
+/// The most epochs a run may ask for (the paper's 64k iterations are 164 epochs): a bound
+/// that keeps every count of iterations far inside `i64`.
+pub const MAX_EPOCHS: i64 = 100_000;
 
 /// Every setting of a training run.
 #[derive(Debug, Clone)]
@@ -99,6 +103,12 @@ impl TrainConfig {
         if self.epochs < 1 {
             return bad(format!("--epochs {} must be at least 1", self.epochs));
         }
+        if self.epochs > MAX_EPOCHS {
+            return bad(format!(
+                "--epochs {} is more than {MAX_EPOCHS}: the paper's 64k iterations are 164 epochs",
+                self.epochs
+            ));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("--lr {} must be a positive number (the paper uses 0.1)", self.lr));
         }
@@ -115,6 +125,23 @@ impl TrainConfig {
             if t < 1 {
                 return bad(format!("--threads {t} must be at least 1"));
             }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let most = (4 * cores).max(8);
+            if t as usize > most {
+                return bad(format!("--threads {t} is far above the {cores} cores here: use at most {most}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that need the data: a batch no larger than the training images.
+    pub fn validate_with(&self, data: &RunData) -> Result<()> {
+        let images = data.train.len();
+        if self.batch_size > images {
+            return Err(Error::Config(format!(
+                "--batch-size {} is larger than the {images} training images: use at most {images}",
+                self.batch_size
+            )));
         }
         Ok(())
     }

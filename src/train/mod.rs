@@ -88,6 +88,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
 /// run directory.
 pub fn run_with_data(cfg: &TrainConfig, data: &Cifar) -> Result<RunSummary> {
     cfg.validate()?;
+    cfg.validate_with(&RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?)?;
     let _lock = claim::claim_new(&cfg.out_dir)?;
     train_loop(cfg, data, None)
 }
@@ -219,6 +220,7 @@ impl<'a> Trainer<'a> {
         let stop = if cfg.handle_signals { Some(signals::StopFlag::install()?) } else { None };
         tch::manual_seed(cfg.seed);
         let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
+        cfg.validate_with(&split)?;
         let dev = cfg.device;
         if let Device::Cuda(_) = dev {
             // Fixed shapes: let cuDNN time its algorithms once and keep the fastest.
