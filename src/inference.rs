@@ -66,21 +66,33 @@ pub fn dataset_for(ckpt: &Checkpoint, asked: DatasetChoice) -> Result<Dataset> {
     Ok(dataset)
 }
 
-/// [`dataset_for`] each checkpoint in `paths`, which must all name the same data set.
+/// [`dataset_for`] each checkpoint in `paths` (read one at a time), which must all name
+/// the same data set.
 pub fn dataset_for_all(paths: &[std::path::PathBuf], asked: DatasetChoice) -> Result<Dataset> {
-    let mut found: Option<(Dataset, &Path)> = None;
-    for path in paths {
-        let dataset = dataset_for(&checkpoint::read(path)?, asked)?;
-        match found {
-            Some((first, at)) if first != dataset => {
+    common_dataset(paths.iter().map(|p| checkpoint::read(p)), asked)
+}
+
+/// [`dataset_for`] each checkpoint, which must all name the same data set; the asked one
+/// when there are none.
+pub fn common_dataset<C: std::borrow::Borrow<Checkpoint>>(
+    ckpts: impl IntoIterator<Item = Result<C>>,
+    asked: DatasetChoice,
+) -> Result<Dataset> {
+    let mut found: Option<(Dataset, std::path::PathBuf)> = None;
+    for ckpt in ckpts {
+        let ckpt = ckpt?;
+        let ckpt = ckpt.borrow();
+        let dataset = dataset_for(ckpt, asked)?;
+        match &found {
+            Some((first, at)) if *first != dataset => {
                 return Err(Error::Config(format!(
                     "{} was trained on {first}, {} on {dataset}: measure them separately",
                     at.display(),
-                    path.display()
+                    ckpt.path.display()
                 )))
             }
             Some(_) => {}
-            None => found = Some((dataset, path)),
+            None => found = Some((dataset, ckpt.path.clone())),
         }
     }
     found.map_or_else(|| asked.dataset(), |(d, _)| Ok(d))

@@ -46,26 +46,18 @@ fn a_bottleneck_preact_run_trains_evaluates_and_is_analysed() {
     let err = v["top1_error"].as_f64();
     assert!(err.is_some_and(|e| (0.0..=100.0).contains(&e)), "{v}");
 
-    let flow = tmp.path().join("flow.csv");
-    ok(bin()
-        .args(["grad-flow", "--batches", "1", "--batch-size", "32", "--device", "cpu", "--data-dir"])
-        .arg(tmp.path())
-        .arg("--weights")
-        .arg(&best)
-        .arg("-o")
-        .arg(&flow));
-    let text = std::fs::read_to_string(&flow).unwrap();
+    // An analysis command on the checkpoint; returns the CSV it wrote.
+    let analyse = |args: &[&str], name: &str| {
+        let csv = tmp.path().join(name);
+        let mut cmd = bin();
+        cmd.args(args).args(["--device", "cpu", "--data-dir"]).arg(tmp.path()).arg("--weights").arg(&best);
+        ok(cmd.arg("-o").arg(&csv));
+        std::fs::read_to_string(&csv).unwrap()
+    };
+    let text = analyse(&["grad-flow", "--batches", "1", "--batch-size", "32"], "flow.csv");
     assert!(text.lines().any(|l| l.starts_with("preact-11-bottleneck,") && l.contains(",layer3.0,")), "{text}");
 
-    let responses = tmp.path().join("responses.csv");
-    ok(bin()
-        .args(["responses", "--limit-test", "64", "--device", "cpu", "--data-dir"])
-        .arg(tmp.path())
-        .arg("--weights")
-        .arg(&best)
-        .arg("-o")
-        .arg(&responses));
-    let text = std::fs::read_to_string(&responses).unwrap();
+    let text = analyse(&["responses", "--limit-test", "64"], "responses.csv");
     assert!(
         text.contains("layer2.0.conv3") && !text.contains("layer2.0.conv4"),
         "three responses per bottleneck: {text}"

@@ -12,8 +12,8 @@ use resnet_cifar::bench::{self, BenchConfig, BenchMode};
 use resnet_cifar::data::{DataSource, Dataset, Part};
 use resnet_cifar::evaluate::evaluate;
 use resnet_cifar::inference::{
-    class_names, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image, LoadedModel,
-    ModelOverrides,
+    class_names, common_dataset, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image,
+    LoadedModel, ModelOverrides,
 };
 use resnet_cifar::model::{Arch, BlockKind, Compute, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
@@ -360,10 +360,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
         .iter()
         .map(|w| load_model(w, &ModelOverrides::default(), device, Compute::default()))
         .collect::<resnet_cifar::Result<_>>()?;
-    let dataset = match loaded.is_empty() {
-        false => dataset_for_all(&args.weights, args.data.choice())?,
-        true => args.data.choice().dataset()?,
-    };
+    let dataset = common_dataset(loaded.iter().map(|l| Ok(&l.checkpoint)), args.data.choice())?;
     let data = args.data.source(dataset);
     let train = data.load_split(Part::Train, None)?;
     let mut flows = Vec::new();
