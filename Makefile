@@ -2,12 +2,13 @@
 #   make train [ARGS="--depth 56 --epochs 10"]   train (defaults: ResNet-20, 50 epochs, batch 128)
 #   make test                                      the whole test suite
 #   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
+#   make tensorboard [LOGDIR=runs]                 TensorBoard on the runs' event files
 # Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
 
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: train test build bench
+.PHONY: train test build bench tensorboard
 
 build:
 	source scripts/env.sh && resnet_cifar_setup && cargo build --release
@@ -17,10 +18,15 @@ train:
 	cargo run --release -- train $(ARGS)
 
 test:
-	source scripts/env.sh && resnet_cifar_setup && \
+	scripts/test-deps.sh && source scripts/env.sh && resnet_cifar_setup && \
 	if [ -z "$${CIFAR10_DIR:-}" ] && [ -d data/cifar-10-batches-bin ]; then export CIFAR10_DIR=$$PWD/data/cifar-10-batches-bin; fi && \
 	cargo build --release --examples --features fault-injection && \
 	cargo test --release --features fault-injection --lib --bins --tests
 
 bench:
 	bench/speed.sh $(ARGS)
+
+LOGDIR ?= runs
+tensorboard:
+	source scripts/env.sh && resnet_cifar_setup && \
+	"$$RESNET_CIFAR_PYTHON" -m tensorboard.main --logdir $(LOGDIR)

@@ -30,7 +30,14 @@ resnet_cifar_setup() {
                         "torch==$TORCH_VERSION" numpy safetensors &&
                     touch "$venv/.complete"
             fi
-        ) 9>"$cache/.lock" || { echo "error: could not install torch==$TORCH_VERSION into $venv" >&2; return 1; }
+            # TensorBoard: `tensorboard --logdir runs`, and its reader for the tests. Added
+            # after torch, so an older cache gets it too.
+            if [ ! -f "$venv/.tensorboard" ]; then
+                echo "installing tensorboard into $venv, once" >&2
+                "$venv/bin/pip" install --quiet --disable-pip-version-check tensorboard &&
+                    touch "$venv/.tensorboard"
+            fi
+        ) 9>"$cache/.lock" || { echo "error: could not install torch==$TORCH_VERSION and tensorboard into $venv" >&2; return 1; }
         export RESNET_CIFAR_PYTHON="$venv/bin/python"
         LIBTORCH="$("$RESNET_CIFAR_PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" || return 1
         export LIBTORCH

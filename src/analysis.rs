@@ -12,7 +12,7 @@ use crate::gradflow::{self, FlowRow};
 use crate::inference::{dataset_for_all, load_model, normalizer_for, ModelOverrides};
 use crate::model::{Compute, ResNet, ResNetConfig};
 use crate::normalize::{Normalization, Normalizer};
-use crate::viz::figure::{line_chart, Line, Panel};
+use crate::viz::figure::{line_chart, Line, Panel, Target};
 
 /// Which fixed batches: `count` batches of `size` images in the order drawn from `seed`.
 #[derive(Debug, Clone, Copy)]
@@ -169,11 +169,6 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
     let csv_err = |e: csv::Error| Error::io(csv_path, std::io::Error::other(e));
     let mut w = csv::Writer::from_path(csv_path).map_err(csv_err)?;
     w.write_record(["model", "layer_index", "layer", "std", "sorted_index", "sorted_std"]).map_err(csv_err)?;
-    let sorted = |r: &Responses| {
-        let mut s: Vec<f64> = r.layers.iter().map(|(_, v)| *v).collect();
-        s.sort_by(|a, b| b.total_cmp(a));
-        s
-    };
     for r in all {
         for (i, ((layer, std), s)) in r.layers.iter().zip(sorted(r)).enumerate() {
             w.write_record([
@@ -188,6 +183,44 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
         }
     }
     w.flush().map_err(|e| Error::io(csv_path, e))?;
+    fig7(all, plot_path)
+}
+
+/// A model's layer responses, largest first.
+fn sorted(r: &Responses) -> Vec<f64> {
+    let mut s: Vec<f64> = r.layers.iter().map(|(_, v)| *v).collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    s
+}
+
+/// A row of the Fig. 7 table (`fig7.csv`, `responses -o`), as written by [`write_responses`].
+#[derive(serde::Deserialize)]
+struct ResponseRow {
+    model: String,
+    layer: String,
+    std: f64,
+}
+
+/// Reads a Fig. 7 table back, the models in their order; each error names the file.
+pub fn read_responses(csv_path: &Path) -> Result<Vec<Responses>> {
+    let bad = |m: String| Error::data(csv_path, m);
+    let mut r = csv::Reader::from_path(csv_path).map_err(|e| bad(e.to_string()))?;
+    let mut out: Vec<Responses> = Vec::new();
+    for row in r.deserialize::<ResponseRow>() {
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        match out.last_mut() {
+            Some(last) if last.name == row.model => last.layers.push((row.layer, row.std)),
+            _ => out.push(Responses { name: row.model, layers: vec![(row.layer, row.std)] }),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no layer responses in it".into()));
+    }
+    Ok(out)
+}
+
+/// The Fig. 7 figure: each model's layer responses in layer order and sorted.
+pub fn fig7<'a>(all: &[Responses], out: impl Into<Target<'a>>) -> Result<()> {
     let line = |i: usize, r: &Responses, ys: Vec<f64>| Line {
         name: r.name.clone(),
         points: ys.into_iter().enumerate().map(|(k, y)| ((k + 1) as f64, y)).collect(),
@@ -219,11 +252,5 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
             y_max: None,
         },
     ];
-    line_chart(
-        plot_path,
-        Some("Std of layer responses (after BN, before ReLU/addition), as Fig. 7"),
-        &panels,
-        1000,
-        900,
-    )
+    line_chart(out, Some("Std of layer responses (after BN, before ReLU/addition), as Fig. 7"), &panels, 1000, 900)
 }

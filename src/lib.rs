@@ -17,7 +17,8 @@
 //!    and `config.json`; [`train::resume`](mod@train::resume): where a run stands).
 //! 5. **Measurement and reports**: [`gradflow`] and [`analysis`] (gradients and responses
 //!    through depth, Fig. 7), [`report`] and [`summary`] (eval and layer tables), [`bench`]
-//!    (images/s and memory), [`viz`] (every figure, one drawing path).
+//!    (images/s and memory), [`viz`] (every figure, one drawing path), [`tensorboard`]
+//!    (event files), [`html`] (the self-contained HTML report of runs and studies).
 //! 6. **The study**: [`study`] (Fig. 6 and Table 6 as a grid of runs, on every core and GPU
 //!    of a box or as a Slurm job array).
 //!
@@ -35,6 +36,7 @@ pub mod error;
 pub mod evaluate;
 pub(crate) mod faults;
 pub mod gradflow;
+pub mod html;
 pub mod inference;
 pub mod landscape;
 pub mod metrics;
@@ -47,6 +49,7 @@ pub mod schedule;
 pub mod signals;
 pub mod study;
 pub mod summary;
+pub mod tensorboard;
 mod text;
 pub mod train;
 pub mod viz;

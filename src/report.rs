@@ -1,15 +1,20 @@
 //! `resnet-cifar eval`: top-1 error, per-class accuracy and the confusion matrix, as text
 //! or as one JSON object; with more than ten classes (CIFAR-100) also the top-5 error,
-//! overall and per class.
+//! overall and per class. The JSON of a checkpoint in a run directory is also saved beside
+//! it ([`save_scores`], `best.eval.json` for `best.safetensors`), for the HTML report.
 
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::data::Dataset;
-use crate::evaluate::Evaluation;
+use crate::data::{DataSource, Dataset, Part};
+use crate::error::{Error, Result};
+use crate::evaluate::{evaluate, Evaluation};
+use crate::inference::{class_names, LoadedModel};
 use crate::model::ResNetConfig;
-use crate::normalize::Normalization;
+use crate::normalize::{Normalization, Normalizer};
 
 /// Classes up to which the text shows the confusion matrix (CIFAR-100's coarse 20; its
 /// fine 100 only in the JSON).
@@ -117,4 +122,73 @@ pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
         "per_class_top5_accuracy": by_class(top5_correct(e)),
         "confusion": Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix"),
     })
+}
+
+/// Evaluates a loaded checkpoint on the test set of `data` (its first `limit_test` images):
+/// the evaluation and the class names.
+pub fn score(
+    loaded: &LoadedModel,
+    normalizer: &Normalizer,
+    data: &DataSource,
+    limit_test: Option<usize>,
+) -> Result<(Evaluation, Vec<String>)> {
+    let test = data.load_split(Part::Test, limit_test)?.to_device(loaded.vs.device());
+    let eval = evaluate(&loaded.model, &test, normalizer);
+    Ok((eval, class_names(&loaded.checkpoint, data)?))
+}
+
+/// Where the scores of `checkpoint` are saved: `<stem>.eval.json` beside it.
+pub fn scores_path(checkpoint: &Path) -> PathBuf {
+    let stem = checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    checkpoint.with_file_name(format!("{stem}.eval.json"))
+}
+
+/// Saves the [`json`] of `checkpoint` at [`scores_path`] when it lies in a run directory
+/// (one with a `config.json`); returns where.
+pub fn save_scores(checkpoint: &Path, scores: &serde_json::Value) -> Result<Option<PathBuf>> {
+    let in_run = checkpoint.parent().is_some_and(|d| d.join("config.json").is_file());
+    if !in_run {
+        return Ok(None);
+    }
+    let path = scores_path(checkpoint);
+    let text = serde_json::to_string_pretty(scores).expect("scores serialise");
+    crate::checkpoint::write_atomic(&path, text.as_bytes())?;
+    Ok(Some(path))
+}
+
+/// A saved evaluation (`*.eval.json`), as the report reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scores {
+    pub checkpoint: String,
+    pub dataset: String,
+    pub images: i64,
+    pub top1_error: f64,
+    pub top5_error: f64,
+    pub loss: f64,
+    pub classes: Vec<String>,
+    /// Rows: true class, columns: predicted class.
+    pub confusion: Vec<Vec<i64>>,
+}
+
+impl Scores {
+    /// Reads a saved evaluation; a malformed one is an error naming the file and the field.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let s: Scores = serde_path_to_error::deserialize(de).map_err(|e| Error::data(path, e.to_string()))?;
+        let n = s.classes.len();
+        if n == 0 || s.confusion.len() != n || s.confusion.iter().any(|r| r.len() != n) {
+            return Err(Error::data(path, format!("the confusion matrix is not {n} × {n}, one row per class")));
+        }
+        Ok(s)
+    }
+
+    /// Per class, the percentage of its test images classified correctly.
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(i, row)| 100.0 * row[i] as f64 / row.iter().sum::<i64>().max(1) as f64)
+            .collect()
+    }
 }

@@ -5,38 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-/// The example binary in `target/<profile>/examples/` (the tests live in
-/// `target/<profile>/deps/`). `cargo test` builds examples only when no target is named,
-/// so it is brought up to date here with the cargo that built this test, once.
-fn example_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let name = format!("plain_vs_residual{}", std::env::consts::EXE_SUFFIX);
-        let bin = profile_dir.join("examples").join(name);
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(p) => p,
-        };
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status();
-        assert!(
-            built.is_ok_and(|s| s.success()) && bin.is_file(),
-            "{} is missing and could not be built: run `cargo build --release --example \
-             plain_vs_residual` first",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
-}
 
 mod common;
+
+use common::example_bin;
 
 /// A data directory in the official layout: links to the shared synthetic images.
 fn synthetic_data_dir(dir: &Path) {

@@ -3,7 +3,8 @@
 //! one run) or stopped with SIGINT/SIGTERM/SIGUSR1 while held at an exact step, then resumed with `--resume` until done. On
 //! CPU with `--threads 1` and a fixed seed the final weights, momentum buffers and BN
 //! statistics must be bitwise equal to the reference, and `metrics.csv` must hold the same
-//! rows (timing columns aside), none duplicated or missing.
+//! rows (timing columns aside), none duplicated or missing, and the TensorBoard event file
+//! the same scalars (timings aside), read by TensorBoard's own reader.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ fn data_dir() -> &'static Path {
 /// 3 epochs of 7 iterations, a mid-epoch checkpoint every 3 iterations.
 fn train_args(out: &Path) -> Vec<String> {
     let mut a: Vec<String> = "train --depth 8 --epochs 3 --limit-train 512 --limit-test 128 --batch-size 64 \
-         --threads 1 --save-every 3 --seed 4 --device cpu --val-split 64"
+         --threads 1 --save-every 3 --seed 4 --device cpu --val-split 64 --log-every 2"
         .split_whitespace()
         .map(String::from)
         .collect();
@@ -91,6 +92,16 @@ fn assert_same_as_reference(out: &Path, what: &str) {
         }
     }
     assert_eq!(rows(out), rows(reference), "{what}: metrics.csv rows");
+    assert_eq!(scalars(out), scalars(reference), "{what}: TensorBoard scalars");
+}
+
+/// Every TensorBoard scalar but the timings, as TensorBoard's own reader reads them.
+fn scalars(dir: &Path) -> serde_json::Value {
+    let mut events = common::tensorboard_events(dir);
+    let scalars = events["scalars"].as_object_mut().unwrap();
+    scalars.retain(|tag, _| !tag.starts_with("speed/"));
+    assert!(scalars.contains_key("train_step/loss") && scalars.contains_key("error/test"));
+    serde_json::Value::Object(scalars.clone())
 }
 
 #[test]

@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand};
 use resnet_cifar::analysis;
 use resnet_cifar::bench::{self, BenchConfig, BenchMode};
 use resnet_cifar::data::{DataSource, Dataset, Part};
-use resnet_cifar::evaluate::evaluate;
 use resnet_cifar::inference::{
     class_names, common_dataset, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image,
     LoadedModel, ModelOverrides,
@@ -22,6 +21,7 @@ use resnet_cifar::report::{self, ReportContext};
 use resnet_cifar::train;
 use tch::Device;
 
+pub mod html_report;
 pub mod landscape;
 pub mod train_args;
 pub use train_args::{device_arg, ComputeArgs, DataArgs, ModelArgs, TrainArgs};
@@ -63,6 +63,9 @@ pub enum Command {
     /// Images/s of the training step or of evaluation, and peak memory, as one JSON line
     /// (bench/speed.py compares it with PyTorch).
     Bench(BenchArgs),
+    /// One self-contained HTML report (inline SVG, no scripts, opens offline) of runs or a
+    /// study: configuration, curves, per-epoch table, errors, confusion matrix, Table 6.
+    Report(html_report::ReportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -244,6 +247,9 @@ pub struct EvalArgs {
     /// Evaluate on the first N test images only.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit_test: Option<usize>,
+    /// Also draw the confusion matrix as a heat map (row-normalised %), PNG or SVG.
+    #[arg(long, value_name = "FILE.png|svg")]
+    pub confusion: Option<PathBuf>,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -311,6 +317,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Eval(args)) => eval_command(&args),
         Some(Command::Bench(args)) => bench_command(&args),
+        Some(Command::Report(args)) => html_report::report_command(&args),
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Landscape(args)) => landscape::run(&args),
@@ -433,10 +440,11 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
 
 fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
+    if let Some(out) = &args.confusion {
+        resnet_cifar::viz::figure::output_format_of(out)?;
+    }
     let (loaded, normalizer, data) = w.load(args.compute.compute())?;
-    let test = data.load_split(Part::Test, args.limit_test)?.to_device(loaded.vs.device());
-    let eval = evaluate(&loaded.model, &test, &normalizer);
-    let classes = class_names(&loaded.checkpoint, &data)?;
+    let (eval, classes) = report::score(&loaded, &normalizer, &data, args.limit_test)?;
     let ctx = ReportContext {
         checkpoint: &w.weights.display().to_string(),
         data_dir: &data.dir.display().to_string(),
@@ -445,10 +453,20 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
         normalization: normalizer.kind,
         classes: &classes,
     };
+    let scores = report::json(&ctx, &eval);
+    if let Some(out) = &args.confusion {
+        let counts = Vec::<Vec<i64>>::try_from(&eval.confusion).expect("a square confusion matrix");
+        let title = format!("{}: confusion matrix (% of each true class)", loaded.model.config.name());
+        resnet_cifar::viz::confusion::confusion_matrix(out.as_path(), &title, &classes, &counts)?;
+    }
+    let saved = report::save_scores(&w.weights, &scores)?;
     if args.json {
-        println!("{}", report::json(&ctx, &eval));
+        println!("{scores}");
     } else {
         print!("{}", report::text(&ctx, &eval));
+        if let Some(p) = saved {
+            println!("scores saved to {} (for `resnet-cifar report`)", p.display());
+        }
     }
     Ok(())
 }

@@ -157,6 +157,16 @@ pub struct TrainArgs {
     /// Also checkpoint every N iterations inside an epoch (0: at epoch ends only).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub save_every: i64,
+    /// Write no TensorBoard event file (by default every run directory gets one, for
+    /// `tensorboard --logdir runs`).
+    #[arg(long)]
+    pub no_tensorboard: bool,
+    /// Log the training loss and lr to TensorBoard every N iterations (0: per epoch only).
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
+    pub log_every: i64,
+    /// Log a histogram of every weight to TensorBoard per epoch.
+    #[arg(long)]
+    pub log_histograms: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Continue the run in this directory from its last checkpoint (its settings come from
@@ -201,6 +211,9 @@ impl TrainArgs {
             quiet: false,
             log_grad_norms: self.log_grad_norms,
             save_every: self.save_every,
+            tensorboard: !self.no_tensorboard,
+            log_every: self.log_every,
+            log_histograms: self.log_histograms,
             read_every_step: None,
             handle_signals: true,
         };

@@ -4,7 +4,7 @@
 //! plain and residual; dashed training error, bold test error; the mean over seeds with a
 //! min–max band) and Fig. 7 (layer responses of the trained networks).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -12,7 +12,7 @@ use crate::data::{DataSource, Dataset, DatasetName, Labels, Part};
 use crate::error::{Error, Result};
 use crate::metrics::read as read_metrics;
 use crate::viz::curves::Row;
-use crate::viz::figure::{line_chart_grid, Band, Line, Panel};
+use crate::viz::figure::{line_chart_grid, Band, Line, Panel, Target};
 
 use super::plan::{Cell, CellState, Grid};
 
@@ -219,6 +219,51 @@ fn pm(mean: f64, std: f64, seeds: usize) -> String {
     }
 }
 
+/// The columns of Table 6 here (markdown and HTML).
+pub const TABLE6_HEADER: [&str; 8] =
+    ["network", "params", "seeds", "test err", "best", "min–max", "train err", "paper"];
+
+/// Table 6: one row per network.
+pub fn table6_rows(r: &Results) -> Vec<Vec<String>> {
+    r.nets
+        .iter()
+        .map(|n| {
+            let seeds: Vec<String> = n.seeds.iter().map(ToString::to_string).collect();
+            vec![
+                format!("{}-{}", n.arch, n.depth),
+                format!("{:.2}M", n.params as f64 / 1e6),
+                seeds.join(","),
+                pm(n.test_err_mean, n.test_err_std, n.seeds.len()),
+                format!("{:.2}", n.test_err_best),
+                format!("{:.2}–{:.2}", n.test_err_best, n.test_err_max),
+                pm(n.train_err_mean, n.train_err_std, n.seeds.len()),
+                n.paper_test_err.map_or("—".into(), |e| format!("{e:.2}")),
+            ]
+        })
+        .collect()
+}
+
+/// The columns of the table of cells.
+pub const CELL_HEADER: [&str; 6] =
+    ["cell", "final train err", "final test err", "best test err", "wall (min)", "device"];
+
+/// One row per finished cell.
+pub fn cell_rows(r: &Results) -> Vec<Vec<String>> {
+    r.cells
+        .iter()
+        .map(|c| {
+            vec![
+                c.dir.display().to_string(),
+                format!("{:.2}", c.final_train_err),
+                format!("{:.2}", c.final_test_err),
+                format!("{:.2}", c.best_test_err),
+                format!("{:.1}", c.wall_seconds / 60.0),
+                c.device.clone(),
+            ]
+        })
+        .collect()
+}
+
 /// Table 6 as markdown.
 pub fn markdown(r: &Results) -> String {
     let s = &r.settings;
@@ -226,39 +271,22 @@ pub fn markdown(r: &Results) -> String {
     let mut md = format!(
         "# Plain vs. residual networks on {dataset} (He et al. 2015, Fig. 6 and Table 6)\n\n\
          {} epochs ({} iterations, batch {}, schedule `{}`), {} training and {} test images, {}; data `{}`.\n\
-         Errors are final-epoch errors in %, mean ± sample std over seeds (the mean alone for one seed).\n\n\
-         | network | params | seeds | test err | best | min–max | train err | paper |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|\n",
+         Errors are final-epoch errors in %, mean ± sample std over seeds (the mean alone for one seed).\n\n",
         s.epochs, s.iterations, s.batch_size, s.schedule, s.train_images, s.test_images, s.precision, s.data_dir
     );
-    for n in &r.nets {
-        let seeds: Vec<String> = n.seeds.iter().map(ToString::to_string).collect();
-        md.push_str(&format!(
-            "| {}-{} | {:.2}M | {} | {} | {:.2} | {:.2}–{:.2} | {} | {} |\n",
-            n.arch,
-            n.depth,
-            n.params as f64 / 1e6,
-            seeds.join(","),
-            pm(n.test_err_mean, n.test_err_std, n.seeds.len()),
-            n.test_err_best,
-            n.test_err_best,
-            n.test_err_max,
-            pm(n.train_err_mean, n.train_err_std, n.seeds.len()),
-            n.paper_test_err.map_or("—".into(), |e| format!("{e:.2}")),
-        ));
-    }
-    md.push_str("\n| cell | final train err | final test err | best test err | wall (min) | device |\n|---|---:|---:|---:|---:|---|\n");
-    for c in &r.cells {
-        md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.1} | {} |\n",
-            c.dir.display(),
-            c.final_train_err,
-            c.final_test_err,
-            c.best_test_err,
-            c.wall_seconds / 60.0,
-            c.device
-        ));
-    }
+    let markdown_table = |md: &mut String, header: &[&str], rows: Vec<Vec<String>>, left: usize| {
+        md.push_str(&format!("| {} |\n|", header.join(" | ")));
+        for i in 0..header.len() {
+            md.push_str(if i < left { "---|" } else { "---:|" });
+        }
+        md.push('\n');
+        for row in rows {
+            md.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+    };
+    markdown_table(&mut md, &TABLE6_HEADER, table6_rows(r), 1);
+    md.push('\n');
+    markdown_table(&mut md, &CELL_HEADER, cell_rows(r), 1);
     if !r.missing.is_empty() {
         md.push_str(&format!("\nNot finished yet: {}.\n", r.missing.join(", ")));
     }
@@ -342,7 +370,7 @@ fn over_seeds(runs: &[&Vec<Row>], value: fn(&Row) -> f64) -> (Vec<(f64, f64)>, V
 
 /// Fig. 6: plain nets left, ResNets right; per depth a colour, dashed training error and
 /// bold test error (mean over seeds), each with its min–max band.
-pub fn fig6(curves: &[Curves], dataset: Dataset, out: &Path) -> Result<()> {
+pub fn fig6<'a>(curves: &[Curves], dataset: Dataset, out: impl Into<Target<'a>>) -> Result<()> {
     let mut depths: Vec<i64> = curves.iter().map(|(c, _)| c.depth).collect();
     depths.sort_unstable();
     depths.dedup();

@@ -52,6 +52,12 @@ pub struct TrainConfig {
     pub log_grad_norms: bool,
     /// Also write `last.safetensors` every N iterations inside an epoch (0: only at epoch ends).
     pub save_every: i64,
+    /// Write a TensorBoard event file into the run directory.
+    pub tensorboard: bool,
+    /// Log the training loss and lr to TensorBoard every N iterations (0: per epoch only).
+    pub log_every: i64,
+    /// Log a histogram of every weight to TensorBoard per epoch.
+    pub log_histograms: bool,
     /// Read loss and error on the host after every step [default: on the CPU, where it is
     /// free; on a GPU only at the end of an epoch and at each checkpoint].
     pub read_every_step: Option<bool>,
@@ -85,6 +91,9 @@ impl Default for TrainConfig {
             quiet: false,
             log_grad_norms: false,
             save_every: 0,
+            tensorboard: true,
+            log_every: 50,
+            log_histograms: false,
             read_every_step: None,
             handle_signals: false,
         }
@@ -117,6 +126,9 @@ impl TrainConfig {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!("--weight-decay {} must be ≥ 0 (the paper uses 1e-4)", self.weight_decay));
+        }
+        if self.log_every < 0 {
+            return bad(format!("--log-every {} must be at least 0 (0: per epoch only)", self.log_every));
         }
         if matches!(self.limit_train, Some(0)) || matches!(self.limit_test, Some(0)) {
             return bad("--limit-train and --limit-test must be at least 1".into());
@@ -216,6 +228,13 @@ pub struct RunFile {
     pub log_grad_norms: bool,
     #[serde(default)]
     pub save_every: i64,
+    /// Runs from before TensorBoard logging have no event file.
+    #[serde(default)]
+    pub tensorboard: bool,
+    #[serde(default = "fifty")]
+    pub log_every: i64,
+    #[serde(default)]
+    pub log_histograms: bool,
     /// CPU threads asked for with `--threads` (none: libtorch's choice, decided again on
     /// resume). Older files recorded the count libtorch chose, as `threads`: not a request.
     #[serde(default)]
@@ -233,6 +252,10 @@ pub struct RunFile {
 
 fn yes() -> bool {
     true
+}
+
+fn fifty() -> i64 {
+    50
 }
 
 fn cifar10_classes() -> i64 {
@@ -274,6 +297,9 @@ impl RunFile {
             seed: cfg.seed,
             log_grad_norms: cfg.log_grad_norms,
             save_every: cfg.save_every,
+            tensorboard: cfg.tensorboard,
+            log_every: cfg.log_every,
+            log_histograms: cfg.log_histograms,
             threads_requested: cfg.threads,
             threads_used: Some(tch::get_num_threads()),
             resnet_cifar_version: env!("CARGO_PKG_VERSION").into(),
@@ -356,6 +382,9 @@ impl RunFile {
             quiet: false,
             log_grad_norms: self.log_grad_norms,
             save_every: self.save_every,
+            tensorboard: self.tensorboard,
+            log_every: self.log_every,
+            log_histograms: self.log_histograms,
             read_every_step: None,
             handle_signals: true,
         })

@@ -27,9 +27,11 @@ use crate::signals;
 
 pub mod claim;
 pub mod config;
+pub mod events;
 pub mod resume;
 
 pub use config::{RunFile, TrainConfig};
+use events::RunEvents;
 use resume::Progress;
 
 /// What a finished run reports.
@@ -124,9 +126,18 @@ fn train_loop(cfg: &TrainConfig, data: &Cifar, saved: Option<checkpoint::Checkpo
     let mut t = Trainer::new(cfg, data, saved.as_ref())?;
     let csv_path = cfg.out_dir.join("metrics.csv");
     let (mut csv, mut history) = if saved.is_some() {
+        if cfg.tensorboard {
+            let iteration = t.progress.iteration;
+            t.events = Some(RunEvents::resume(&cfg.out_dir, iteration, cfg.log_every, cfg.log_histograms)?);
+        }
         MetricsWriter::resume(&csv_path, t.progress.epoch)?
     } else {
-        RunFile::new(cfg, t.parameters, &t.schedule, t.epochs).write(&cfg.out_dir)?;
+        let run_file = RunFile::new(cfg, t.parameters, &t.schedule, t.epochs);
+        run_file.write(&cfg.out_dir)?;
+        if cfg.tensorboard {
+            let json = serde_json::to_string_pretty(&run_file).expect("a run file serialises");
+            t.events = Some(RunEvents::create(&cfg.out_dir, cfg.log_every, cfg.log_histograms, &json)?);
+        }
         (MetricsWriter::create(&csv_path, t.val.is_some(), cfg.log_grad_norms)?, Vec::new())
     };
     t.announce();
@@ -144,6 +155,9 @@ fn train_loop(cfg: &TrainConfig, data: &Cifar, saved: Option<checkpoint::Checkpo
         // The row first, then the checkpoint: a kill in between leaves a row that the
         // resumed run drops and writes again (see `MetricsWriter::resume`).
         csv.write(&row)?;
+        if let Some(events) = t.events.as_mut() {
+            events.epoch(&row, &t.vs)?;
+        }
         let improved = t.close_epoch(&row);
         t.checkpoint(CheckpointKind::Last)?;
         if improved {
@@ -199,6 +213,8 @@ struct Trainer<'a> {
     val: Option<Split>,
     progress: Progress,
     stop: Option<signals::StopFlag>,
+    /// The TensorBoard event file, unless `--no-tensorboard`.
+    events: Option<RunEvents>,
     /// Epochs the schedule covers.
     epochs: i64,
     parameters: i64,
@@ -257,6 +273,7 @@ impl<'a> Trainer<'a> {
             val: split.val.as_ref().map(|v| v.to_device(dev)),
             progress,
             stop,
+            events: None,
             epochs,
             parameters,
         })
@@ -327,6 +344,9 @@ impl<'a> Trainer<'a> {
             p.batch += 1;
             p.seen += b;
             p.iteration += 1;
+            if let Some(events) = self.events.as_mut() {
+                events.step(p.iteration, lr, &step.loss);
+            }
             start += b;
             crate::faults::hold_point("iteration", p.iteration, self.stop.as_ref());
             let epoch_ends = start >= n || p.iteration >= self.schedule.total_iterations;
@@ -351,6 +371,9 @@ impl<'a> Trainer<'a> {
             let periodic = self.cfg.save_every > 0 && p.iteration % self.cfg.save_every == 0 && start < n;
             if signal.is_some() || periodic {
                 sums.read_into(p, seconds_before + started.elapsed().as_secs_f64());
+                if let Some(events) = self.events.as_mut() {
+                    events.write_steps()?;
+                }
                 if let Some(sig) = signal {
                     return Ok(EpochOutcome::Stopped(sig));
                 }

@@ -54,7 +54,7 @@ pub fn filled_contours(
     (x_desc, y_desc, scale_desc): (&str, &str, &str),
     size: (u32, u32),
 ) -> Result<()> {
-    let format = output_format(out)?;
+    output_format(out)?;
     let p = out.display();
     let fail = |m: String| Error::Output(format!("{p}: {m}"));
     if surfaces.is_empty() {
@@ -72,7 +72,7 @@ pub fn filled_contours(
         return Err(fail("no positive finite value to draw".into()));
     }
     let hi = if hi > lo { hi } else { lo + 1e-3 };
-    render(out, format, size, &Contours { title, surfaces, descs: (x_desc, y_desc, scale_desc), scale: (lo, hi) })
+    render(out.into(), size, &Contours { title, surfaces, descs: (x_desc, y_desc, scale_desc), scale: (lo, hi) })
 }
 
 struct Contours<'a> {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-use crate::viz::figure::{check_size, line_chart, output_format, Line, Panel};
+use crate::viz::figure::{check_size, line_chart, Line, Panel, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum XAxis {
@@ -73,8 +73,9 @@ pub fn read_run(dir: &Path) -> Result<Series> {
 
 /// Draws every series into `out` (`.png` or `.svg`): one colour per run, a thin dashed
 /// line for its training curve and a bold line for its test curve, as Fig. 6.
-pub fn plot(series: &[Series], out: &Path, opts: &PlotOptions) -> Result<()> {
-    output_format(out)?;
+pub fn plot<'a>(series: &[Series], out: impl Into<Target<'a>>, opts: &PlotOptions) -> Result<()> {
+    let out = out.into();
+    out.format()?;
     if series.is_empty() {
         return Err(Error::Output("no runs to plot".into()));
     }

@@ -95,6 +95,11 @@ pub(crate) fn output_format(out: &Path) -> Result<Format> {
     }
 }
 
+/// Checks that `out` names a PNG or SVG file, before any work is done for it.
+pub fn output_format_of(out: &Path) -> Result<()> {
+    output_format(out).map(|_| ())
+}
+
 pub(crate) fn check_size((w, h): (u32, u32), (min_w, min_h): (u32, u32)) -> Result<()> {
     if w < min_w || h < min_h {
         bail!("plot size {w}x{h} is too small: use at least {min_w}x{min_h}");
@@ -122,12 +127,56 @@ pub(crate) trait Drawing {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
 }
 
+/// Where a figure goes: a file, PNG or SVG by its extension, or an SVG document in a
+/// string (inlined into an HTML report).
+pub enum Target<'a> {
+    File(&'a Path),
+    Svg(&'a mut String),
+}
+
+impl<'a> From<&'a Path> for Target<'a> {
+    fn from(p: &'a Path) -> Self {
+        Target::File(p)
+    }
+}
+
+impl<'a> From<&'a std::path::PathBuf> for Target<'a> {
+    fn from(p: &'a std::path::PathBuf) -> Self {
+        Target::File(p)
+    }
+}
+
+impl<'a> From<&'a mut String> for Target<'a> {
+    fn from(s: &'a mut String) -> Self {
+        Target::Svg(s)
+    }
+}
+
+impl Target<'_> {
+    /// What error messages call it.
+    pub fn name(&self) -> String {
+        match self {
+            Target::File(p) => p.display().to_string(),
+            Target::Svg(_) => "inline SVG".into(),
+        }
+    }
+
+    /// Its format: a file's by extension (an error for others), SVG for a string.
+    pub(crate) fn format(&self) -> Result<Format> {
+        match self {
+            Target::File(p) => output_format(p),
+            Target::Svg(_) => Ok(Format::Svg),
+        }
+    }
+}
+
 /// Registers the fonts, draws `what` at `size` pixels and writes it to `out`.
-pub(crate) fn render(out: &Path, format: Format, size: (u32, u32), what: &impl Drawing) -> Result<()> {
+pub(crate) fn render(out: Target, size: (u32, u32), what: &impl Drawing) -> Result<()> {
     register_fonts()?;
-    let draw_failed = |e: &dyn std::fmt::Display| fail(format!("{}: cannot draw plot: {e}", out.display()));
-    match format {
-        Format::Png => {
+    let name = out.name();
+    let draw_failed = |e: &dyn std::fmt::Display| fail(format!("{name}: cannot draw plot: {e}"));
+    match (out.format()?, out) {
+        (Format::Png, Target::File(path)) => {
             // Rendered in memory and encoded here, so plotters needs no image crate of its own.
             let mut rgb = vec![0u8; 3 * size.0 as usize * size.1 as usize];
             {
@@ -135,10 +184,15 @@ pub(crate) fn render(out: &Path, format: Format, size: (u32, u32), what: &impl D
                 what.draw(&root).map_err(|e| draw_failed(&e))?;
                 root.present().map_err(|e| draw_failed(&e))?;
             }
-            write_png(out, size, &rgb).map_err(|e| fail(format!("{}: cannot write PNG: {e}", out.display())))
+            write_png(path, size, &rgb).map_err(|e| fail(format!("{name}: cannot write PNG: {e}")))
         }
-        Format::Svg => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
+        (_, Target::File(path)) => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            what.draw(&root).map_err(|e| draw_failed(&e))?;
+            root.present().map_err(|e| draw_failed(&e))
+        }
+        (_, Target::Svg(text)) => {
+            let root = SVGBackend::with_string(text, size).into_drawing_area();
             what.draw(&root).map_err(|e| draw_failed(&e))?;
             root.present().map_err(|e| draw_failed(&e))
         }
@@ -156,20 +210,27 @@ const MAX_MARKED: usize = 60;
 ///
 /// Points with a non-finite coordinate (or y ≤ 0 on a log axis) are skipped and break the line.
 /// Each panel needs at least one point to draw; every error is one line naming `out`.
-pub fn line_chart(out: &Path, title: Option<&str>, panels: &[Panel], width: u32, height: u32) -> Result<()> {
+pub fn line_chart<'a>(
+    out: impl Into<Target<'a>>,
+    title: Option<&str>,
+    panels: &[Panel],
+    width: u32,
+    height: u32,
+) -> Result<()> {
     line_chart_grid(out, title, panels, 1, (width, height))
 }
 
 /// [`line_chart`] with the panels in `columns` columns, filled row by row.
-pub fn line_chart_grid(
-    out: &Path,
+pub fn line_chart_grid<'a>(
+    out: impl Into<Target<'a>>,
     title: Option<&str>,
     panels: &[Panel],
     columns: usize,
     (width, height): (u32, u32),
 ) -> Result<()> {
-    let format = output_format(out)?;
-    let p = out.display();
+    let out = out.into();
+    out.format()?;
+    let p = out.name();
     if panels.is_empty() {
         bail!("{p}: no panels to draw");
     }
@@ -209,7 +270,7 @@ pub fn line_chart_grid(
         prepared.push(Prepared { panel, pieces, bounds });
     }
     let panel_width = width / columns as u32;
-    render(out, format, (width, height), &Chart { title, panels: prepared, width: panel_width, grid: (rows, columns) })
+    render(out, (width, height), &Chart { title, panels: prepared, width: panel_width, grid: (rows, columns) })
 }
 
 /// The runs of drawable points of a line, split where a point is skipped.

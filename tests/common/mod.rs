@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use resnet_cifar::data;
@@ -144,4 +145,74 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
 pub fn require_fault_injection() {
     #[cfg(not(feature = "fault-injection"))]
     panic!("this test needs the fault points: run it with `--features fault-injection` (`make test` does)");
+}
+
+/// What TensorBoard's own reader (`EventAccumulator`, in the set-up's Python:
+/// `RESNET_CIFAR_PYTHON`, which `make test` installs with `tensorboard`) finds in the
+/// run directory `dir`: tests/tensorboard/read_events.py's JSON. Fails, never skips.
+pub fn tensorboard_events(dir: &Path) -> serde_json::Value {
+    let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tensorboard/read_events.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py} (RESNET_CIFAR_PYTHON; `make test` sets it): {e}"));
+    assert!(
+        out.status.success(),
+        "TensorBoard's reader failed on {} (pip `tensorboard` in {py}; `make test` installs it): {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The example binary in `target/<profile>/examples/` (the tests live in
+/// `target/<profile>/deps/`). `cargo test` builds examples only when no target is named,
+/// so it is brought up to date here with the cargo that built this test, once.
+pub fn example_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let name = format!("plain_vs_residual{}", std::env::consts::EXE_SUFFIX);
+        let bin = profile_dir.join("examples").join(name);
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(p) => p,
+        };
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status();
+        assert!(
+            built.is_ok_and(|s| s.success()) && bin.is_file(),
+            "{} is missing and could not be built: run `cargo build --release --example \
+             plain_vs_residual` first",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// Headless Chromium (Debian's `chromium`; `make test` installs it when missing), or
+/// `None` with `skipped: …` outside CI. Under `CI=true` a missing browser fails the test.
+pub fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("RESNET_CIFAR_CHROMIUM").map(PathBuf::from).or_else(|| {
+        ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+        })
+    });
+    match found {
+        Some(p) => Some(p),
+        None if in_ci() => {
+            panic!("no chromium here, but `make test` installs it (scripts/test-deps.sh): CI must not skip")
+        }
+        None => {
+            eprintln!("skipped: no chromium (install Debian's `chromium`, or set RESNET_CIFAR_CHROMIUM)");
+            None
+        }
+    }
 }

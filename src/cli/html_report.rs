@@ -1,0 +1,74 @@
+//! `resnet-cifar report PATH… -o report.html`: one self-contained HTML file (inline SVG and
+//! CSS, no script, nothing fetched) for runs or study directories ([`resnet_cifar::html`]).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use tch::Device;
+
+use resnet_cifar::html::{self, run::evaluate_run, study::StudyReport, RunReport, Section};
+use resnet_cifar::study::Grid;
+
+use super::train_args::{device_arg, parse_train_flags};
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Run directories (config.json, metrics.csv) or study directories (grid.json).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short, long, default_value = "report.html")]
+    pub output: PathBuf,
+    /// First evaluate each run's best.safetensors on its test set, as `eval` does (the
+    /// scores are saved beside it as best.eval.json, which the report then shows).
+    #[arg(long)]
+    pub eval: bool,
+    /// The data directory for --eval [default: each run's own].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Device for --eval: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = device_arg)]
+    pub device: Device,
+    /// The page's title [default: from the paths].
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+pub fn report_command(args: &ReportArgs) -> Result<()> {
+    let ext = args.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("html" | "htm")) {
+        bail!("{}: the report is an HTML file: name it *.html", args.output.display());
+    }
+    if args.output.is_dir() {
+        bail!("{} is a directory: give the report's file name, e.g. -o report.html", args.output.display());
+    }
+    let mut runs = Vec::new();
+    let mut sections = Vec::new();
+    for path in &args.paths {
+        if !path.is_dir() {
+            bail!("{}: no such directory: give run directories or study directories", path.display());
+        }
+        if path.join("grid.json").is_file() {
+            let grid = Grid::open(path, parse_train_flags)?;
+            sections.push(Section::Study(Box::new(StudyReport::collect(&grid)?)));
+            continue;
+        }
+        if args.eval {
+            RunReport::read(path)?; // a run directory, before anything is computed
+            let saved = evaluate_run(path, args.data_dir.as_deref(), args.device)?;
+            eprintln!("evaluated {}: {}", path.join("best.safetensors").display(), saved.display());
+        }
+        runs.push(RunReport::read(path)?);
+    }
+    if !runs.is_empty() {
+        sections.insert(0, Section::Runs(runs));
+    }
+    let title = args.title.clone().unwrap_or_else(|| {
+        let names: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        format!("resnet-cifar report: {}", names.join(", "))
+    });
+    html::write(&args.output, &title, &sections)?;
+    println!("report written to {}", args.output.display());
+    Ok(())
+}
