@@ -148,6 +148,9 @@ fn a_four_cell_study_writes_a_report_that_renders_in_chromium() {
     for cell in cells {
         let err = format!("<td>{:.2}</td>", cell["final_test_err"].as_f64().unwrap());
         assert!(dom.contains(&err), "cell {} with {err}", cell["dir"]);
+        // Each cell logs into its own directory: `tensorboard --logdir` overlays them all.
+        let dir = out.join(cell["dir"].as_str().unwrap());
+        assert_eq!(resnet_cifar::tensorboard::event_files(&dir).unwrap().len(), 1, "{}", dir.display());
     }
     for want in ["Table 6", "Fig. 6", "Fig. 7", "plain-14", "resnet-8"] {
         assert!(dom.contains(want), "{want}");
