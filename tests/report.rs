@@ -114,8 +114,13 @@ fn run_and_evaluated_checkpoint_reports_render_in_chromium() {
     // eval scores the checkpoint (and draws its heat map); the report then shows both.
     let svg = tmp.path().join("confusion.svg");
     let weights = run.join("best.safetensors");
-    let scores =
-        ok(bin().args(["eval", "--json", "--device", "cpu", "--weights"]).arg(&weights).arg("--confusion").arg(&svg));
+    let scores = ok(bin()
+        .args(["eval", "--json", "--device", "cpu", "--weights"])
+        .arg(&weights)
+        .arg("--data-dir")
+        .arg(common::shared_data_dir())
+        .arg("--confusion")
+        .arg(&svg));
     let scores: serde_json::Value = serde_json::from_str(&scores).unwrap();
     let top1 = format!("{:.2}%", scores["top1_error"].as_f64().unwrap());
     assert!(std::fs::read_to_string(&svg).unwrap().contains("airplane"));
@@ -124,6 +129,15 @@ fn run_and_evaluated_checkpoint_reports_render_in_chromium() {
     let dom = render(&chromium, &report, &tmp.path().join("eval.png"));
     assert!(dom.contains(&format!("data-value=\"eval-top1-error\">{top1}<")), "eval's top-1 error {top1}");
     assert!(dom.contains("confusion matrix") && dom.contains("truck"));
+
+    // `report --eval` scores the checkpoint itself, as eval does.
+    std::fs::remove_file(run.join("best.eval.json")).unwrap();
+    let report = tmp.path().join("report-eval.html");
+    ok(bin().args(["report", "--eval", "--device", "cpu"]).arg(&run).arg("-o").arg(&report));
+    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("best.eval.json")).unwrap()).unwrap();
+    assert_eq!(again["top1_error"], scores["top1_error"]);
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains(&format!("data-value=\"eval-top1-error\">{top1}<")));
 }
 
 #[test]
