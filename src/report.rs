@@ -134,6 +134,16 @@ pub fn score(
 ) -> Result<(Evaluation, Vec<String>)> {
     let test = data.load_split(Part::Test, limit_test)?.to_device(loaded.vs.device());
     let eval = evaluate(&loaded.model, &test, normalizer);
+    if !eval.loss.is_finite() {
+        return Err(Error::checkpoint(
+            &loaded.checkpoint.path,
+            format!(
+                "the test loss is {}: the network's outputs are not finite, so no accuracy is reported; its \
+                 weights or normalization are broken, use another checkpoint",
+                eval.loss
+            ),
+        ));
+    }
     Ok((eval, class_names(&loaded.checkpoint, data)?))
 }
 
