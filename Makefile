@@ -2,12 +2,13 @@
 #   make train [ARGS="--depth 56 --epochs 10"]   train (defaults: ResNet-20, 50 epochs, batch 128)
 #   make test                                      the whole test suite
 #   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
+#   make fuzz [FUZZ_RUNS=1000000|FUZZ_SECONDS=600]  coverage-guided fuzzing of the file readers (fuzz/)
 # Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
 
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: train test build bench
+.PHONY: train test build bench fuzz
 
 build:
 	source scripts/env.sh && resnet_cifar_setup && cargo build --release
@@ -24,3 +25,6 @@ test:
 
 bench:
 	bench/speed.sh $(ARGS)
+
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh

@@ -34,9 +34,9 @@ pub fn fixed_batches(
     tch::manual_seed(seed);
     let perm = Tensor::randperm(train.len(), (Kind::Int64, Device::Cpu));
     (0..k)
-        .filter(|i| i * batch_size < train.len())
-        .map(|i| {
-            let idx = perm.narrow(0, i * batch_size, batch_size.min(train.len() - i * batch_size));
+        .map_while(|i| i.checked_mul(batch_size).filter(|start| *start < train.len()))
+        .map(|start| {
+            let idx = perm.narrow(0, start, batch_size.min(train.len() - start));
             let (x, y) = train.select(&idx);
             (normalizer.apply(&x.to_device(device)), y.to_device(device))
         })

@@ -109,6 +109,14 @@ impl TableOutput {
     fn plot_path(&self) -> PathBuf {
         self.plot.clone().unwrap_or_else(|| self.output.with_extension("png"))
     }
+
+    /// Refuses outputs that are one of `inputs`, each other, or not a regular file.
+    fn check_against(&self, inputs: &[PathBuf]) -> Result<()> {
+        let plot = self.plot_path();
+        let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+        resnet_cifar::files::check_outputs(&[("--output", &self.output), ("--plot", &plot)], &inputs)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -261,7 +269,8 @@ pub struct PredictArgs {
 }
 
 /// Parses the command line. With `--resume` the run's settings come from its config.json,
-/// so any other flag than `--threads` and `--device` would be ignored: it is refused.
+/// so any other flag than `--threads`, `--device` and `--data-dir` (for data that has
+/// moved) would be ignored: it is refused by name.
 pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
@@ -274,11 +283,13 @@ pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     };
     let given = |id: &str| train.value_source(id) == Some(ValueSource::CommandLine);
     if given("resume") {
-        let ignored =
-            train.ids().map(|id| id.as_str()).find(|id| !matches!(*id, "resume" | "threads" | "device") && given(id));
+        let ignored = train
+            .ids()
+            .map(|id| id.as_str())
+            .find(|id| !matches!(*id, "resume" | "threads" | "device" | "data_dir") && given(id));
         if let Some(id) = ignored {
             let msg = format!(
-                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads and --device may change)",
+                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads, --device and --data-dir may change)",
                 id.replace('_', "-")
             );
             return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
@@ -315,6 +326,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Landscape(args)) => landscape::run(&args),
         Some(Command::Responses(args)) => {
+            args.out.check_against(&args.weights)?;
             let device = args.device;
             let data = args.data.source(dataset_for_all(&args.weights, args.data.choice())?);
             let all = analysis::responses_of(&args.weights, args.normalize, &data, args.limit_test, device)?;
@@ -328,6 +340,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plot(args)) => {
+            let inputs: Vec<PathBuf> = args.runs.iter().map(|d| d.join("metrics.csv")).collect();
+            let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+            resnet_cifar::files::check_outputs(&[("--output", &args.output)], &inputs)?;
             let series = args
                 .runs
                 .iter()
@@ -354,6 +369,7 @@ impl GradFlowArgs {
 }
 
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
+    args.out.check_against(&args.weights)?;
     let device = args.device;
     let loaded: Vec<LoadedModel> = args
         .weights
@@ -363,6 +379,14 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     let dataset = common_dataset(loaded.iter().map(|l| Ok(&l.checkpoint)), args.data.choice())?;
     let data = args.data.source(dataset);
     let train = data.load_split(Part::Train, None)?;
+    if args.batch_size > train.len() {
+        anyhow::bail!(
+            "--batch-size {} is larger than the {} training images: use at most {}",
+            args.batch_size,
+            train.len(),
+            train.len()
+        );
+    }
     let mut flows = Vec::new();
     let batches_for = |n: &Normalizer| analysis::fixed_batches(&train, n, args.fixed_batches(), device);
     for loaded in &loaded {
@@ -436,6 +460,14 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
     let (loaded, normalizer, data) = w.load(args.compute.compute())?;
     let test = data.load_split(Part::Test, args.limit_test)?.to_device(loaded.vs.device());
     let eval = evaluate(&loaded.model, &test, &normalizer);
+    if !eval.loss.is_finite() {
+        anyhow::bail!(
+            "{}: the test loss is {}: the network's outputs are not finite, so no accuracy is reported; its \
+             weights or normalization are broken, use another checkpoint",
+            w.weights.display(),
+            eval.loss
+        );
+    }
     let classes = class_names(&loaded.checkpoint, &data)?;
     let ctx = ReportContext {
         checkpoint: &w.weights.display().to_string(),
@@ -480,7 +512,11 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
 
 fn train_command(args: TrainArgs) -> Result<()> {
     let summary = match &args.resume {
-        Some(dir) => train::resume(dir, args.threads, args.device, false)?,
+        Some(dir) => {
+            let overrides =
+                train::ResumeOverrides { threads: args.threads, device: args.device, data_dir: args.data.data_dir };
+            train::resume(dir, overrides, false)?
+        }
         None => train::run(&args.into_config()?)?,
     };
     println!("{}", summary.describe());
