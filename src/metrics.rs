@@ -93,7 +93,7 @@ impl MetricsWriter {
         let bytes = crate::files::read(path)?;
         let (header, rows) = parse(&bytes, path)?;
         let rows = check_resumable(&header, rows, epochs_done, layout)
-            .map_err(|m| Error::data(path, format!("{m}: cannot continue this metrics.csv")))?;
+            .map_err(|m| Error::data(path, format!("cannot continue this file: {m}")))?;
         let Layout { with_val, with_grad_norms } = layout;
         // Rewritten whole, then appended to: a temporary file renamed over the old one.
         let tmp = path.with_extension("csv.tmp");

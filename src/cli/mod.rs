@@ -77,10 +77,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Timed steps (eval: timed passes over the test set).
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub iters: i64,
     /// Untimed steps (passes) before timing.
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub warmup: i64,
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
@@ -283,10 +283,13 @@ pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     };
     let given = |id: &str| train.value_source(id) == Some(ValueSource::CommandLine);
     if given("resume") {
-        let ignored = train
-            .ids()
-            .map(|id| id.as_str())
-            .find(|id| !matches!(*id, "resume" | "threads" | "device" | "data_dir") && given(id));
+        // Flattened structs are argument groups (`DataArgs`): their flags are checked one by one.
+        let command = Cli::command();
+        let command = command.find_subcommand("train").unwrap_or(&command);
+        let groups: Vec<String> = command.get_groups().map(|g| g.get_id().to_string()).collect();
+        let allowed =
+            |id: &str| matches!(id, "resume" | "threads" | "device" | "data_dir") || groups.iter().any(|g| g == id);
+        let ignored = train.ids().map(|id| id.as_str()).find(|id| !allowed(id) && given(id));
         if let Some(id) = ignored {
             let msg = format!(
                 "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads, --device and --data-dir may change)",

@@ -51,7 +51,7 @@ impl Split {
 
     /// The first `n` images, or all of them when `n` is `None` or larger than the split.
     pub fn take(&self, n: Option<usize>) -> Split {
-        let len = n.map_or(self.len(), |n| (n as i64).min(self.len()));
+        let len = n.map_or(self.len(), |n| i64::try_from(n).unwrap_or(i64::MAX).min(self.len()));
         self.narrow(0, len)
     }
 
@@ -255,7 +255,7 @@ impl RunData {
     /// `val_split` of them for validation (the paper's 45k/5k split uses 5,000).
     pub fn new(data: &Cifar, limit_train: Option<usize>, limit_test: Option<usize>, val_split: usize) -> Result<Self> {
         let train = data.train.take(limit_train);
-        let val_split = val_split as i64;
+        let val_split = i64::try_from(val_split).unwrap_or(i64::MAX);
         if val_split >= train.len() {
             return Err(Error::Config(format!(
                 "--val-split {val_split} leaves no training images out of {}: use a smaller split",
@@ -300,4 +300,36 @@ pub fn write_batch_file(path: &Path, split: &Split) -> Result<()> {
         out.extend_from_slice(&images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_past_i64_take_everything() {
+        let split = Split::from_records(vec![0; 3 * IMAGE_BYTES], vec![1, 2, 3]);
+        assert_eq!(split.take(Some(usize::MAX)).len(), 3);
+        assert_eq!(split.take(Some(2)).len(), 2);
+        let data =
+            Cifar { dataset: Dataset::Cifar10, train: split.take(None), test: split.take(None), classes: vec![] };
+        let e = RunData::new(&data, None, None, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("leaves no training images out of 3"), "{e}");
+    }
+
+    #[test]
+    fn names_files_are_checked() {
+        let p = Path::new("batches.meta.txt");
+        let ten = DEFAULT_CLASSES.join("\n");
+        assert_eq!(parse_names(Dataset::Cifar10, ten.as_bytes(), p).unwrap().len(), 10);
+        for (bytes, want) in [
+            (b"\xff\xfe".to_vec(), "not a text file of class names"),
+            (b"a\nb\n".to_vec(), "2 class names, expected 10"),
+            (ten.replace("cat", "c\x07t").into_bytes(), "class name 4 is not a name"),
+            (ten.replace("cat", &"x".repeat(MAX_CLASS_NAME + 1)).into_bytes(), "class name 4 is not a name"),
+        ] {
+            let e = parse_names(Dataset::Cifar10, &bytes, p).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("batches.meta.txt"), "{e}");
+        }
+    }
 }

@@ -297,11 +297,9 @@ impl RunFile {
         Ok(file)
     }
 
-    /// Checks the range of every field and their agreement, naming the field at fault.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        let field =
-            |name: &str, value: &dyn std::fmt::Debug, want: &str| Err(format!("field `{name}` is {value:?}: {want}"));
-        let model = ResNetConfig {
+    /// The network the run trains.
+    fn model(&self) -> ResNetConfig {
+        ResNetConfig {
             depth: self.depth,
             arch: self.arch,
             shortcut: self.shortcut,
@@ -309,7 +307,14 @@ impl RunFile {
             zero_init_residual: self.zero_init_residual,
             block: self.block,
             num_classes: self.num_classes,
-        };
+        }
+    }
+
+    /// Checks the range of every field and their agreement, naming the field at fault.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let field =
+            |name: &str, value: &dyn std::fmt::Debug, want: &str| Err(format!("field `{name}` is {value:?}: {want}"));
+        let model = self.model();
         if let Err(e) = model.blocks_per_stage() {
             return Err(format!("field `depth`: {e}"));
         }
@@ -404,15 +409,7 @@ impl RunFile {
 
     /// The training configuration of the run in `dir` (which is where it now is).
     pub fn config(&self, dir: &Path) -> Result<TrainConfig> {
-        let model = ResNetConfig {
-            depth: self.depth,
-            arch: self.arch,
-            shortcut: self.shortcut,
-            batch_norm: self.batch_norm,
-            zero_init_residual: self.zero_init_residual,
-            block: self.block,
-            num_classes: self.num_classes,
-        };
+        let model = self.model();
         let dataset = Dataset::new(self.dataset, self.labels).map_err(|_| {
             Error::Config(format!(
                 "{}: field `labels` is for CIFAR-100, but `dataset` is {}",

@@ -257,6 +257,10 @@ impl<'a> Trainer<'a> {
                 opt.load_state(ckpt)?;
                 let n =
                     ckpt.normalizer()?.ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+                check_agrees(ckpt, "normalization", &n.kind, &cfg.normalization)?;
+                if let Some(d) = ckpt.dataset()? {
+                    check_agrees(ckpt, "dataset", &d, &cfg.dataset)?;
+                }
                 (n.to_device(dev), resume::progress_of(ckpt)?)
             }
             None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
@@ -453,6 +457,25 @@ impl<'a> Trainer<'a> {
         let extra = checkpoint::Extra { tensors, metadata };
         checkpoint::save(&self.cfg.out_dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
     }
+}
+
+/// A resumed checkpoint must record what the run's `config.json` says (`what`).
+fn check_agrees<T: PartialEq + std::fmt::Display>(
+    ckpt: &checkpoint::Checkpoint,
+    what: &str,
+    recorded: &T,
+    config: &T,
+) -> Result<()> {
+    if recorded == config {
+        return Ok(());
+    }
+    Err(Error::checkpoint(
+        &ckpt.path,
+        format!(
+            "records {what} {recorded}, but config.json field `{what}` says {config}: the checkpoint is not this \
+             run's; it cannot be resumed"
+        ),
+    ))
 }
 
 /// An epoch's running sums, kept on the device: loss × images, wrong predictions, and

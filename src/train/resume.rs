@@ -94,8 +94,9 @@ impl Progress {
         if !(0..=shape.epochs).contains(&self.epoch) {
             return field("epoch", &self.epoch, format!("must be 0 to {}", shape.epochs));
         }
-        if !(0..shape.iters_per_epoch).contains(&self.batch) {
-            return field("batch", &self.batch, format!("must be 0 to {}", shape.iters_per_epoch - 1));
+        // All of an epoch's batches done, its evaluation not yet: a stop at its last step.
+        if !(0..=shape.iters_per_epoch).contains(&self.batch) {
+            return field("batch", &self.batch, format!("must be 0 to {}", shape.iters_per_epoch));
         }
         let at = self.epoch.checked_mul(shape.iters_per_epoch).and_then(|i| i.checked_add(self.batch));
         // The last epoch of a schedule that ends inside an epoch closes at the schedule's end.
@@ -188,13 +189,16 @@ mod tests {
             train_images: 100,
             grad_norms: false,
         };
-        let ok = Progress { epoch: 1, iteration: 6, batch: 2, seen: 64, wrong: 10, loss_sum: 50.0, ..Default::default() };
+        let ok =
+            Progress { epoch: 1, iteration: 6, batch: 2, seen: 64, wrong: 10, loss_sum: 50.0, ..Default::default() };
         ok.check(&shape).unwrap();
         // The last epoch of a schedule that ends inside it closes at the schedule's end.
         Progress { epoch: 3, iteration: 10, ..Default::default() }.check(&shape).unwrap();
+        // Stopped after an epoch's last step, before its evaluation: every batch done.
+        Progress { epoch: 0, iteration: 4, batch: 4, seen: 100, ..Default::default() }.check(&shape).unwrap();
         for (bad, field) in [
             (Progress { batch: -1, ..ok.clone() }, "field `batch` is -1"),
-            (Progress { batch: 4, ..ok.clone() }, "field `batch` is 4"),
+            (Progress { batch: 5, ..ok.clone() }, "field `batch` is 5"),
             (Progress { epoch: 4, ..ok.clone() }, "field `epoch` is 4"),
             (Progress { iteration: 7, ..ok.clone() }, "field `iteration` is 7"),
             (Progress { epoch: i64::MAX / 2, ..ok.clone() }, "field `epoch`"),

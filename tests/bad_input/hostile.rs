@@ -355,6 +355,29 @@ pub fn cases() -> Vec<Case> {
             },
             expect: "does not fit the model: depth 8 has 1 blocks per stage, the checkpoint's tensors hold [2, 2, 2]",
         },
+        Case {
+            name: "a last.safetensors of another normalization than config.json",
+            args: "train --resume {D}/run",
+            setup: |d| {
+                resumable_edited(d, |t, m| {
+                    m.insert("normalization".into(), "channel".into());
+                    set(t, checkpoint::NORM_MEAN, floats(&[3, 1, 1], 0.5));
+                    set(t, checkpoint::NORM_STD, floats(&[3, 1, 1], 0.25));
+                })
+            },
+            expect: "records normalization channel, but config.json field `normalization` says pixel-mean",
+        },
+        Case {
+            name: "a last.safetensors of another data set than config.json",
+            args: "train --resume {D}/run",
+            setup: |d| {
+                resumable_edited(d, |_, m| {
+                    m.insert("dataset".into(), "cifar100".into());
+                    m.insert("labels".into(), "coarse".into());
+                })
+            },
+            expect: "records dataset CIFAR-100 (coarse labels), but config.json field `dataset` says CIFAR-10",
+        },
         // --resume: config.json.
         Case {
             name: "config.json with a field of the wrong type",
@@ -465,6 +488,12 @@ pub fn cases() -> Vec<Case> {
             expect: "--batch-size cannot be used with --resume",
         },
         Case {
+            name: "--dataset with --resume (--data-dir alone may change)",
+            args: "train --resume {D} --data-dir {D} --dataset cifar100",
+            setup: no_setup,
+            expect: "--dataset cannot be used with --resume",
+        },
+        Case {
             name: "--out with --resume",
             args: "train --resume {D} --out {D}/other",
             setup: no_setup,
@@ -532,6 +561,18 @@ pub fn cases() -> Vec<Case> {
             args: "train --limit-train 0",
             setup: no_setup,
             expect: "'0' for '--limit-train",
+        },
+        Case {
+            name: "a validation split past i64",
+            args: "train --data-dir {D}/data --out {D}/run --depth 8 --limit-train 100 --device cpu --val-split 18446744073709551615",
+            setup: |d| make_data(&d.join("data")),
+            expect: "leaves no training images out of 100",
+        },
+        Case {
+            name: "bench --iters past any sensible count",
+            args: "bench --iters 9223372036854775807 --device cpu",
+            setup: no_setup,
+            expect: "for '--iters",
         },
         Case {
             name: "predict --top 0",
