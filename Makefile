@@ -3,12 +3,14 @@
 #   make test                                      the whole test suite
 #   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
 #   make tensorboard [LOGDIR=runs]                 TensorBoard on the runs' event files
+
+#   make fuzz [FUZZ_RUNS=1000000|FUZZ_SECONDS=600]  coverage-guided fuzzing of the file readers (fuzz/)
 # Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
 
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: train test build bench tensorboard
+.PHONY: train test build bench tensorboard fuzz
 
 build:
 	source scripts/env.sh && resnet_cifar_setup && cargo build --release
@@ -30,3 +32,6 @@ LOGDIR ?= runs
 tensorboard:
 	source scripts/env.sh && resnet_cifar_setup && \
 	"$$RESNET_CIFAR_PYTHON" -m tensorboard.main --logdir $(LOGDIR)
+
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh

@@ -34,9 +34,9 @@ pub fn fixed_batches(
     tch::manual_seed(seed);
     let perm = Tensor::randperm(train.len(), (Kind::Int64, Device::Cpu));
     (0..k)
-        .filter(|i| i * batch_size < train.len())
-        .map(|i| {
-            let idx = perm.narrow(0, i * batch_size, batch_size.min(train.len() - i * batch_size));
+        .map_while(|i| i.checked_mul(batch_size).filter(|start| *start < train.len()))
+        .map(|start| {
+            let idx = perm.narrow(0, start, batch_size.min(train.len() - start));
             let (x, y) = train.select(&idx);
             (normalizer.apply(&x.to_device(device)), y.to_device(device))
         })
@@ -204,7 +204,8 @@ struct ResponseRow {
 /// Reads a Fig. 7 table back, the models in their order; each error names the file.
 pub fn read_responses(csv_path: &Path) -> Result<Vec<Responses>> {
     let bad = |m: String| Error::data(csv_path, m);
-    let mut r = csv::Reader::from_path(csv_path).map_err(|e| bad(e.to_string()))?;
+    let bytes = crate::files::read(csv_path)?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
     let mut out: Vec<Responses> = Vec::new();
     for row in r.deserialize::<ResponseRow>() {
         let row = row.map_err(|e| bad(e.to_string()))?;

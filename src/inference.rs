@@ -33,7 +33,7 @@ pub struct LoadedModel {
 /// `overrides` describe, on `device`.
 pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compute: Compute) -> Result<LoadedModel> {
     let checkpoint = checkpoint::read(path)?;
-    let inferred = checkpoint.model_config()?;
+    let inferred = checkpoint.described_config()?;
     let config = ResNetConfig {
         arch: overrides.arch.unwrap_or(inferred.arch),
         depth: overrides.depth.unwrap_or(inferred.depth),
@@ -41,6 +41,7 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compu
         block: overrides.block.or(inferred.block),
         ..inferred
     };
+    checkpoint.check_fits(&config)?;
     let mut vs = VarStore::new(device);
     let model = ResNet::with_compute(&vs.root(), config, compute)?;
     checkpoint.load_into(&mut vs)?;
@@ -98,12 +99,13 @@ pub fn common_dataset<C: std::borrow::Borrow<Checkpoint>>(
     found.map_or_else(|| asked.dataset(), |(d, _)| Ok(d))
 }
 
-/// The class names of the network of `ckpt`: those its metadata records, else those in
-/// `data` (whose data set the caller took from [`dataset_for`]).
+/// The class names of the network of `ckpt`: those its metadata records (control
+/// characters escaped, for printing), else those in `data` (whose data set the caller
+/// took from [`dataset_for`]).
 pub fn class_names(ckpt: &Checkpoint, data: &DataSource) -> Result<Vec<String>> {
     let outputs = ckpt.model_config()?.num_classes;
-    match ckpt.classes() {
-        Some(names) if names.len() as i64 == outputs => Ok(names),
+    match ckpt.classes()? {
+        Some(names) if names.len() as i64 == outputs => Ok(names.iter().map(|n| crate::files::printable(n)).collect()),
         Some(names) => Err(Error::checkpoint(
             &ckpt.path,
             format!("records {} class names for a {outputs}-way classifier: the metadata is corrupt", names.len()),
@@ -116,7 +118,7 @@ pub fn class_names(ckpt: &Checkpoint, data: &DataSource) -> Result<Vec<String>> 
 /// another; `pixel-mean` and `channel` statistics not in the checkpoint are computed from
 /// the training set of `data`.
 pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data: &DataSource) -> Result<Normalizer> {
-    let stored = ckpt.normalizer();
+    let stored = ckpt.normalizer()?;
     match (flag, stored) {
         (None, Some(n)) => Ok(n),
         (Some(f), Some(n)) if f == n.kind => Ok(n),
@@ -135,13 +137,41 @@ pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data: &Dat
 /// One image's top classes, most probable first: (class index, probability).
 pub type Prediction = Vec<(i64, f64)>;
 
-/// Reads a PNG or JPEG of any size, resized to 32×32 RGB, as a `u8` tensor 1×3×32×32.
+/// The largest image side `predict` decodes, and the most bytes a decoder may allocate:
+/// a header that claims more is refused before any allocation.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+
+/// Reads a PNG or JPEG of any size (a regular file only), resized to 32×32 RGB, as a `u8`
+/// tensor 1×3×32×32.
 pub fn read_image(path: &Path) -> Result<Tensor> {
-    let img = image::open(path)
-        .map_err(|e| Error::data(path, format!("cannot read the image ({e}): use a PNG or JPEG file")))?;
-    let rgb = image::imageops::resize(&img.to_rgb8(), 32, 32, image::imageops::FilterType::Triangle);
+    let rgb = decode_image(&crate::files::read(path)?, path)?;
     // HWC bytes → CHW.
-    Ok(Tensor::from_slice(rgb.as_raw()).view([32, 32, 3]).permute([2, 0, 1]).contiguous().unsqueeze(0))
+    Ok(Tensor::from_slice(&rgb).view([32, 32, 3]).permute([2, 0, 1]).contiguous().unsqueeze(0))
+}
+
+/// Decodes the bytes of a PNG or JPEG (the format from its content, not the name) into
+/// 32×32 RGB bytes, HWC, within [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_BYTES`]; `path` names
+/// it in errors. Pure Rust: no libtorch call.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let bad = |e: image::ImageError| {
+        let e = crate::files::printable(&e.to_string());
+        Error::data(path, format!("cannot read the image ({e}): use a PNG or JPEG file"))
+    };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(image::ImageError::IoError(e)))?;
+    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
+        return Err(Error::data(path, "not a PNG or JPEG file: use a PNG or JPEG image"));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(bad)?;
+    let rgb = image::imageops::resize(&img.to_rgb8(), 32, 32, image::imageops::FilterType::Triangle);
+    Ok(rgb.into_raw())
 }
 
 /// Classifies `u8` images (N×3×32×32) and returns the `k` most probable classes of each.
@@ -149,6 +179,13 @@ pub fn predict(model: &ResNet, normalizer: &Normalizer, images: &Tensor, k: i64)
     let probs = tch::no_grad(|| model.forward_t(&normalizer.apply(images), false).softmax(-1, Kind::Float));
     let (p, idx) = probs.topk(k.min(probs.size()[1]), -1, true, true);
     let p = Vec::<Vec<f64>>::try_from(p.to_kind(Kind::Double))?;
+    if p.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::Diverged(
+            "the network's outputs are not finite (NaN or infinite): its weights or normalization are broken; \
+             use another checkpoint"
+                .into(),
+        ));
+    }
     let idx = Vec::<Vec<i64>>::try_from(idx)?;
     Ok(idx.into_iter().zip(p).map(|(i, p)| i.into_iter().zip(p).collect()).collect())
 }

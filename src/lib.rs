@@ -4,7 +4,8 @@
 //!
 //! 1. **Foundations**: [`error`] (the typed errors), [`device`] (where to compute), [`alloc`]
 //!    (the allocator setting that keeps steps free of page faults), [`signals`] (SIGINT,
-//!    SIGTERM, SIGUSR1 stop training cleanly).
+//!    SIGTERM, SIGUSR1 stop training cleanly), [`files`] (untrusted input files: regular
+//!    files only, never a wait), [`memory`] (what a network would take, before it is built).
 //! 2. **Data**: [`data`] (CIFAR-10 and CIFAR-100 binary files; [`data::dataset`]: which
 //!    data set, its files and classes), [`normalize`] (input normalisation),
 //!    [`augment`] (the paper's pad-crop-flip on whole batches).
@@ -35,10 +36,12 @@ pub mod device;
 pub mod error;
 pub mod evaluate;
 pub(crate) mod faults;
+pub mod files;
 pub mod gradflow;
 pub mod html;
 pub mod inference;
 pub mod landscape;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

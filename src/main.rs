@@ -26,8 +26,16 @@ fn main() -> ExitCode {
             if e.downcast_ref::<cli::Reported>().is_some() {
                 return ExitCode::FAILURE;
             }
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", one_line(&chain.join(": ")));
+            // Each cause once: a library error that names its file already says its cause.
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if msg.is_empty() {
+                    msg = cause;
+                } else if !msg.ends_with(&cause) {
+                    msg = format!("{msg}: {cause}");
+                }
+            }
+            eprintln!("error: {}", one_line(&msg));
             ExitCode::FAILURE
         }
     }

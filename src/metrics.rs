@@ -85,16 +85,16 @@ impl MetricsWriter {
 
     /// Continues `path` after a resume from a checkpoint taken at the end of epoch
     /// `epochs_done`: rows of later epochs (written before a kill, after the checkpoint)
-    /// are dropped, so that no row is duplicated or missing. Returns the kept rows.
-    pub fn resume(path: &Path, epochs_done: i64) -> Result<(Self, Vec<EpochMetrics>)> {
-        let bad = |m: String| Error::data(path, format!("{m}: cannot continue this metrics.csv"));
-        let header = read_header(path)?;
-        let with_val = VAL_COLUMNS.iter().all(|c| header.iter().any(|h| h == c));
-        let with_grad_norms = GRAD_NORM_COLUMNS.iter().all(|c| header.iter().any(|h| h == c));
-        if header.len() < COLUMNS.len() || header[..COLUMNS.len()] != COLUMNS {
-            return Err(bad("unexpected header".into()));
-        }
-        let rows: Vec<EpochMetrics> = read_rows(path)?.into_iter().filter(|r| r.epoch <= epochs_done).collect();
+    /// are dropped, so that no row is duplicated or missing. The kept rows must be epochs
+    /// 1..=`epochs_done`, each once, in order, with the columns the run writes (`layout`);
+    /// a missing row cannot be restored and is an error, and nothing is written then.
+    /// Returns the kept rows.
+    pub fn resume(path: &Path, epochs_done: i64, layout: Layout) -> Result<(Self, Vec<EpochMetrics>)> {
+        let bytes = crate::files::read(path)?;
+        let (header, rows) = parse(&bytes, path)?;
+        let rows = check_resumable(&header, rows, epochs_done, layout)
+            .map_err(|m| Error::data(path, format!("cannot continue this file: {m}")))?;
+        let Layout { with_val, with_grad_norms } = layout;
         // Rewritten whole, then appended to: a temporary file renamed over the old one.
         let tmp = path.with_extension("csv.tmp");
         {
@@ -118,6 +118,57 @@ impl MetricsWriter {
         self.writer.write_record(m.record()).map_err(|e| self.err(e))?;
         self.writer.flush().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// The optional column groups of a run's `metrics.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub with_val: bool,
+    pub with_grad_norms: bool,
+}
+
+/// The rows of epochs 1..=`epochs_done` of a file with `header`, checked to be exactly
+/// those, in order, under the columns `layout` asks for; the error says what is wrong.
+pub fn check_resumable(
+    header: &[String],
+    rows: Vec<EpochMetrics>,
+    epochs_done: i64,
+    layout: Layout,
+) -> std::result::Result<Vec<EpochMetrics>, String> {
+    let mut expected: Vec<&str> = COLUMNS.to_vec();
+    if layout.with_val {
+        expected.extend(VAL_COLUMNS);
+    }
+    if layout.with_grad_norms {
+        expected.extend(GRAD_NORM_COLUMNS);
+    }
+    if header != expected.as_slice() {
+        return Err(format!("the header is not the run's ({})", expected.join(",")));
+    }
+    let rows: Vec<EpochMetrics> = rows.into_iter().filter(|r| r.epoch <= epochs_done).collect();
+    for (i, row) in rows.iter().enumerate() {
+        let want = i as i64 + 1;
+        if row.epoch != want {
+            return Err(format!("line {} holds epoch {} where epoch {want} belongs", i + 2, row.epoch));
+        }
+        if i > 0 && row.iteration <= rows[i - 1].iteration {
+            return Err(format!(
+                "line {}: iteration {} does not follow {}",
+                i + 2,
+                row.iteration,
+                rows[i - 1].iteration
+            ));
+        }
+    }
+    if rows.len() as i64 != epochs_done.max(0) {
+        return Err(format!(
+            "the checkpoint is at the end of epoch {epochs_done}, but the file holds rows for {} epochs: the rows \
+             of epochs {}–{epochs_done} are lost and cannot be restored; start the run again with another --out",
+            rows.len(),
+            rows.len() + 1
+        ));
+    }
+    Ok(rows)
 }
 
 /// A row as the file spells it: the optional columns may be absent.
@@ -165,26 +216,20 @@ impl From<Raw> for EpochMetrics {
     }
 }
 
-fn read_header(path: &Path) -> Result<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| Error::data(path, format!("cannot open: {e}")))?;
-    let header = reader.headers().map_err(|e| Error::data(path, format!("cannot read the header: {e}")))?;
-    Ok(header.iter().map(String::from).collect())
-}
-
-/// Every row of a `metrics.csv` (possibly none); an error names the file, the line and
-/// the column. "NaN" reads as a number, so a diverged run's file still loads.
-fn read_rows(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let header = read_header(path)?;
+/// Parses the bytes of a `metrics.csv` (`path` names it in errors): its header and every
+/// row (possibly none); an error names the line and the column. "NaN" reads as a number,
+/// so a diverged run's file still loads.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<EpochMetrics>)> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::data(path, format!("cannot read the header: {}", crate::files::printable(&e.to_string()))))?
+        .iter()
+        .map(String::from)
+        .collect();
     if let Some(missing) = COLUMNS.iter().find(|c| !header.iter().any(|h| h == *c)) {
         return Err(Error::data(path, format!("missing column `{missing}` in header")));
     }
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| Error::data(path, format!("cannot open: {e}")))?;
     let mut rows = Vec::new();
     for (i, row) in reader.deserialize::<Raw>().enumerate() {
         let line = i + 2;
@@ -196,18 +241,64 @@ fn read_rows(path: &Path) -> Result<Vec<EpochMetrics>> {
                 }
                 other => format!("{other:?}").split_whitespace().collect::<Vec<_>>().join(" "),
             };
-            Error::data(path, format!("line {line}: {what}"))
+            Error::data(path, format!("line {line}: {}", crate::files::printable(&what)))
         })?;
         rows.push(row.into());
     }
-    Ok(rows)
+    Ok((header, rows))
 }
 
-/// The rows of a `metrics.csv`, at least one.
+/// The rows of a `metrics.csv` (a regular file only), at least one.
 pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let rows = read_rows(path)?;
+    let (_, rows) = parse(&crate::files::read(path)?, path)?;
     if rows.is_empty() {
         return Err(Error::data(path, "no data rows"));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: i64, iteration: i64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            iteration,
+            lr: 0.1,
+            train_loss: 2.0,
+            train_err: 80.0,
+            test_loss: 2.0,
+            test_err: 80.0,
+            epoch_seconds: 1.0,
+            images_per_sec: 1.0,
+            val: None,
+            grad_norms: None,
+        }
+    }
+
+    #[test]
+    fn a_resumed_file_must_hold_every_epoch_once_in_order() {
+        let header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+        let plain = Layout { with_val: false, with_grad_norms: false };
+        let rows = vec![row(1, 2), row(2, 4), row(3, 6)];
+        assert_eq!(check_resumable(&header, rows.clone(), 2, plain).unwrap(), rows[..2]);
+        let e = check_resumable(&header, Vec::new(), 1, plain).unwrap_err();
+        assert!(e.contains("rows of epochs 1–1 are lost"), "{e}");
+        let e = check_resumable(&header, vec![row(2, 4)], 2, plain).unwrap_err();
+        assert!(e.contains("line 2 holds epoch 2 where epoch 1 belongs"), "{e}");
+        let e = check_resumable(&header, vec![row(1, 4), row(2, 4)], 2, plain).unwrap_err();
+        assert!(e.contains("iteration 4 does not follow 4"), "{e}");
+        let e = check_resumable(&header, rows, 2, Layout { with_val: true, with_grad_norms: false }).unwrap_err();
+        assert!(e.contains("the header is not the run's"), "{e}");
+    }
+
+    #[test]
+    fn parsing_names_the_line_and_column() {
+        let text = format!("{}\n1,2,0.1,2,80,2,80,1,x\n", COLUMNS.join(","));
+        let e = parse(text.as_bytes(), Path::new("m.csv")).unwrap_err().to_string();
+        assert!(e.contains("m.csv: line 2: column `images_per_sec`"), "{e}");
+        let e = parse(b"epoch\n", Path::new("m.csv")).unwrap_err().to_string();
+        assert!(e.contains("missing column `iteration`"), "{e}");
+    }
 }

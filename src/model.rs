@@ -215,7 +215,9 @@ impl ResNetConfig {
                 self.depth
             )));
         }
-        Ok((self.depth - 2) / per_block)
+        let n = (self.depth - 2) / per_block;
+        crate::memory::check_fits(self, n)?;
+        Ok(n)
     }
 
     /// How blocks are built, for reports: `shortcut A` (2015) or `pre-activation, bottleneck blocks`.

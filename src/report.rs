@@ -183,8 +183,8 @@ pub struct Scores {
 impl Scores {
     /// Reads a saved evaluation; a malformed one is an error naming the file and the field.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
+        let bytes = crate::files::read(path)?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let s: Scores = serde_path_to_error::deserialize(de).map_err(|e| Error::data(path, e.to_string()))?;
         let n = s.classes.len();
         if n == 0 || s.confusion.len() != n || s.confusion.iter().any(|r| r.len() != n) {

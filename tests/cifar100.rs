@@ -179,7 +179,7 @@ fn fine_labels_end_to_end_train_eval_top5_and_predict_a_fine_class() {
         let ckpt = resnet_cifar::checkpoint::read(&run.join(name)).unwrap();
         assert_eq!(ckpt.dataset().unwrap(), Some(FINE));
         assert_eq!(ckpt.metadata["num_classes"], "100");
-        assert_eq!(ckpt.classes().unwrap()[99], "fine_class_99");
+        assert_eq!(ckpt.classes().unwrap().unwrap()[99], "fine_class_99");
     }
 
     // eval needs no --dataset: the checkpoint records it.

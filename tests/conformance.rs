@@ -168,7 +168,7 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
         let ckpt = checkpoint::read(&ckpt_path).unwrap();
         let model = ResNet::new(&vs.root(), ckpt.model_config().unwrap()).unwrap();
         ckpt.load_into(&mut vs).unwrap();
-        let x = ckpt.normalizer().unwrap().apply(&synth.test.images);
+        let x = ckpt.normalizer().unwrap().unwrap().apply(&synth.test.images);
         let ours = tch::no_grad(|| model.forward_t(&x, false));
 
         let input = tmp.path().join("input.safetensors");

@@ -175,3 +175,30 @@ fn sigint_sigterm_and_sigusr1_checkpoint_and_exit_130_143_and_138() {
         assert_same_as_reference(&out, &format!("signal {sig}"));
     }
 }
+
+/// Data that has moved since the run started: `--resume --data-dir NEW` reads it there
+/// (the one setting besides `--threads` and `--device` that a resume may change), and the
+/// run still ends bitwise equal to the uninterrupted one; without the flag, the old
+/// directory's absence is a one-line error.
+#[test]
+fn a_run_whose_data_moved_resumes_with_data_dir() {
+    common::require_fault_injection();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("moved");
+    run_and_kill_at(&train_args(&out), "iteration:5");
+    let config = out.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let gone = tmp.path().join("gone");
+    let moved = text.replace(&format!("\"{}\"", data_dir().display()), &format!("\"{}\"", gone.display()));
+    assert_ne!(moved, text, "config.json records the data directory");
+    std::fs::write(&config, moved).unwrap();
+    let o = spawn(&resume_args(&out), None).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.lines().count() == 1 && stderr.contains("gone"), "{stderr}");
+    let new = tmp.path().join("new-place");
+    common::link_data(&new);
+    let mut args = resume_args(&out);
+    args.extend(["--data-dir".into(), new.display().to_string()]);
+    run_to_end(&args);
+    assert_same_as_reference(&out, "data moved");
+}

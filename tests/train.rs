@@ -76,7 +76,7 @@ fn checkpoints_reload_exactly_and_refuse_another_architecture() {
     let mut vs = VarStore::new(Device::Cpu);
     let model = ResNet::new(&vs.root(), model_cfg).unwrap();
     ckpt.load_into(&mut vs).unwrap();
-    let normalizer = ckpt.normalizer().unwrap();
+    let normalizer = ckpt.normalizer().unwrap().unwrap();
     let eval = evaluate(&model, &data.test, &normalizer);
     assert!((eval.error - summary.last().test_err).abs() < 1e-9);
     assert!((eval.loss - summary.last().test_loss).abs() < 1e-5);

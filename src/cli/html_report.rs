@@ -40,9 +40,7 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
     if !matches!(ext.as_deref(), Some("html" | "htm")) {
         bail!("{}: the report is an HTML file: name it *.html", args.output.display());
     }
-    if args.output.is_dir() {
-        bail!("{} is a directory: give the report's file name, e.g. -o report.html", args.output.display());
-    }
+    resnet_cifar::files::check_outputs(&[("-o", &args.output)], &[])?;
     let mut runs = Vec::new();
     let mut sections = Vec::new();
     for path in &args.paths {

@@ -127,6 +127,8 @@ pub fn run(args: &LandscapeArgs) -> Result<()> {
     if let Some(shard) = &args.shard {
         return run_shard(args, shard);
     }
+    let inputs: Vec<PathBuf> = args.weights.iter().chain(&args.from).cloned().collect();
+    args.out.check_against(&inputs)?;
     let out_dir = args.out.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !out_dir.is_dir() {
         bail!("{}: no such directory for --output", out_dir.display());

@@ -80,10 +80,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Timed steps (eval: timed passes over the test set).
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub iters: i64,
     /// Untimed steps (passes) before timing.
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub warmup: i64,
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
@@ -111,6 +111,14 @@ pub struct TableOutput {
 impl TableOutput {
     fn plot_path(&self) -> PathBuf {
         self.plot.clone().unwrap_or_else(|| self.output.with_extension("png"))
+    }
+
+    /// Refuses outputs that are one of `inputs`, each other, or not a regular file.
+    fn check_against(&self, inputs: &[PathBuf]) -> Result<()> {
+        let plot = self.plot_path();
+        let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+        resnet_cifar::files::check_outputs(&[("--output", &self.output), ("--plot", &plot)], &inputs)?;
+        Ok(())
     }
 }
 
@@ -267,7 +275,8 @@ pub struct PredictArgs {
 }
 
 /// Parses the command line. With `--resume` the run's settings come from its config.json,
-/// so any other flag than `--threads` and `--device` would be ignored: it is refused.
+/// so any other flag than `--threads`, `--device` and `--data-dir` (for data that has
+/// moved) would be ignored: it is refused by name.
 pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
@@ -280,11 +289,16 @@ pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     };
     let given = |id: &str| train.value_source(id) == Some(ValueSource::CommandLine);
     if given("resume") {
-        let ignored =
-            train.ids().map(|id| id.as_str()).find(|id| !matches!(*id, "resume" | "threads" | "device") && given(id));
+        // Flattened structs are argument groups (`DataArgs`): their flags are checked one by one.
+        let command = Cli::command();
+        let command = command.find_subcommand("train").unwrap_or(&command);
+        let groups: Vec<String> = command.get_groups().map(|g| g.get_id().to_string()).collect();
+        let allowed =
+            |id: &str| matches!(id, "resume" | "threads" | "device" | "data_dir") || groups.iter().any(|g| g == id);
+        let ignored = train.ids().map(|id| id.as_str()).find(|id| !allowed(id) && given(id));
         if let Some(id) = ignored {
             let msg = format!(
-                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads and --device may change)",
+                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads, --device and --data-dir may change)",
                 id.replace('_', "-")
             );
             return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
@@ -322,6 +336,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Landscape(args)) => landscape::run(&args),
         Some(Command::Responses(args)) => {
+            args.out.check_against(&args.weights)?;
             let device = args.device;
             let data = args.data.source(dataset_for_all(&args.weights, args.data.choice())?);
             let all = analysis::responses_of(&args.weights, args.normalize, &data, args.limit_test, device)?;
@@ -335,6 +350,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Plot(args)) => {
+            let inputs: Vec<PathBuf> = args.runs.iter().map(|d| d.join("metrics.csv")).collect();
+            let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+            resnet_cifar::files::check_outputs(&[("--output", &args.output)], &inputs)?;
             let series = args
                 .runs
                 .iter()
@@ -361,6 +379,7 @@ impl GradFlowArgs {
 }
 
 fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
+    args.out.check_against(&args.weights)?;
     let device = args.device;
     let loaded: Vec<LoadedModel> = args
         .weights
@@ -370,6 +389,14 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
     let dataset = common_dataset(loaded.iter().map(|l| Ok(&l.checkpoint)), args.data.choice())?;
     let data = args.data.source(dataset);
     let train = data.load_split(Part::Train, None)?;
+    if args.batch_size > train.len() {
+        anyhow::bail!(
+            "--batch-size {} is larger than the {} training images: use at most {}",
+            args.batch_size,
+            train.len(),
+            train.len()
+        );
+    }
     let mut flows = Vec::new();
     let batches_for = |n: &Normalizer| analysis::fixed_batches(&train, n, args.fixed_batches(), device);
     for loaded in &loaded {
@@ -442,6 +469,7 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
     let w = &args.weights;
     if let Some(out) = &args.confusion {
         resnet_cifar::viz::figure::output_format_of(out)?;
+        resnet_cifar::files::check_outputs(&[("--confusion", out)], &[&w.weights])?;
     }
     let (loaded, normalizer, data) = w.load(args.compute.compute())?;
     let (eval, classes) = report::score(&loaded, &normalizer, &data, args.limit_test)?;
@@ -498,7 +526,11 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
 
 fn train_command(args: TrainArgs) -> Result<()> {
     let summary = match &args.resume {
-        Some(dir) => train::resume(dir, args.threads, args.device, false)?,
+        Some(dir) => {
+            let overrides =
+                train::ResumeOverrides { threads: args.threads, device: args.device, data_dir: args.data.data_dir };
+            train::resume(dir, overrides, false)?
+        }
         None => train::run(&args.into_config()?)?,
     };
     println!("{}", summary.describe());

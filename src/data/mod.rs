@@ -51,7 +51,7 @@ impl Split {
 
     /// The first `n` images, or all of them when `n` is `None` or larger than the split.
     pub fn take(&self, n: Option<usize>) -> Split {
-        let len = n.map_or(self.len(), |n| (n as i64).min(self.len()));
+        let len = n.map_or(self.len(), |n| i64::try_from(n).unwrap_or(i64::MAX).min(self.len()));
         self.narrow(0, len)
     }
 
@@ -151,10 +151,11 @@ impl DataSource {
         ))
     }
 
-    /// Reads a file of the data set whole; a missing one says how to get the data.
+    /// Reads a file of the data set whole (a regular file only: a FIFO or a device is
+    /// refused without a wait); a missing one says how to get the data.
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.dir.join(name);
-        std::fs::read(&path).map_err(|e| match e.kind() {
+        crate::files::read_regular(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::data(
                 &path,
                 format!(
@@ -184,36 +185,16 @@ impl DataSource {
         Ok(Split::from_records(images, labels).take(limit))
     }
 
-    /// The class names, one per line of the data set's names file. CIFAR-10's
-    /// `batches.meta.txt` may be absent (the standard names are used); CIFAR-100's files
-    /// must hold exactly 100 (fine) or 20 (coarse) non-empty lines.
+    /// The class names, one per line of the data set's names file ([`parse_names`]).
+    /// CIFAR-10's `batches.meta.txt` may be absent (the standard names are used); a present
+    /// one, like CIFAR-100's files, must hold exactly the data set's class count.
     pub fn classes(&self) -> Result<Vec<String>> {
         let d = self.dataset;
         let path = self.dir.join(d.names_file());
-        if d == Dataset::Cifar10 {
-            let names: Vec<String> = std::fs::read_to_string(&path).map(|s| names_in(&s)).unwrap_or_default();
-            return Ok(if names.len() == NUM_CLASSES as usize {
-                names
-            } else {
-                DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
-            });
+        if d == Dataset::Cifar10 && std::fs::symlink_metadata(&path).is_err() {
+            return Ok(DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect());
         }
-        let text = String::from_utf8(self.read(d.names_file())?).map_err(|_| {
-            Error::data(&path, format!("not a text file of class names: run {} again", d.download_command()))
-        })?;
-        let names = names_in(&text);
-        if names.len() as i64 != d.num_classes() {
-            return Err(Error::data(
-                &path,
-                format!(
-                    "{} class names, expected {} (one per line): the file is corrupt; run {} again",
-                    names.len(),
-                    d.num_classes(),
-                    d.download_command()
-                ),
-            ));
-        }
-        Ok(names)
+        parse_names(d, &self.read(d.names_file())?, &path)
     }
 
     /// Loads the whole data set (on the CPU): every training and test record, and the names.
@@ -228,9 +209,37 @@ impl DataSource {
     }
 }
 
-/// The non-empty lines of a names file, trimmed.
-fn names_in(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+/// The longest class name accepted from a names file, in characters.
+pub const MAX_CLASS_NAME: usize = 100;
+
+/// Parses the bytes of the names file of `dataset` (`path` names it in errors): UTF-8
+/// text, one name per non-empty line (trimmed), exactly the data set's class count, each
+/// name at most [`MAX_CLASS_NAME`] characters without control characters.
+pub fn parse_names(dataset: Dataset, bytes: &[u8], path: &Path) -> Result<Vec<String>> {
+    let fix = format!("the file is corrupt; run {} again", dataset.download_command());
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        Error::data(path, format!("not a text file of class names: run {} again", dataset.download_command()))
+    })?;
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    if names.len() as i64 != dataset.num_classes() {
+        return Err(Error::data(
+            path,
+            format!("{} class names, expected {} (one per line): {fix}", names.len(), dataset.num_classes()),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.chars().count() > MAX_CLASS_NAME || name.chars().any(char::is_control) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "class name {} is not a name (control characters, or longer than {MAX_CLASS_NAME} characters): \
+                     {fix}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(names)
 }
 
 /// The data a run trains and evaluates on, after `--limit-*` and `--val-split`.
@@ -246,7 +255,7 @@ impl RunData {
     /// `val_split` of them for validation (the paper's 45k/5k split uses 5,000).
     pub fn new(data: &Cifar, limit_train: Option<usize>, limit_test: Option<usize>, val_split: usize) -> Result<Self> {
         let train = data.train.take(limit_train);
-        let val_split = val_split as i64;
+        let val_split = i64::try_from(val_split).unwrap_or(i64::MAX);
         if val_split >= train.len() {
             return Err(Error::Config(format!(
                 "--val-split {val_split} leaves no training images out of {}: use a smaller split",
@@ -291,4 +300,36 @@ pub fn write_batch_file(path: &Path, split: &Split) -> Result<()> {
         out.extend_from_slice(&images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_past_i64_take_everything() {
+        let split = Split::from_records(vec![0; 3 * IMAGE_BYTES], vec![1, 2, 3]);
+        assert_eq!(split.take(Some(usize::MAX)).len(), 3);
+        assert_eq!(split.take(Some(2)).len(), 2);
+        let data =
+            Cifar { dataset: Dataset::Cifar10, train: split.take(None), test: split.take(None), classes: vec![] };
+        let e = RunData::new(&data, None, None, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("leaves no training images out of 3"), "{e}");
+    }
+
+    #[test]
+    fn names_files_are_checked() {
+        let p = Path::new("batches.meta.txt");
+        let ten = DEFAULT_CLASSES.join("\n");
+        assert_eq!(parse_names(Dataset::Cifar10, ten.as_bytes(), p).unwrap().len(), 10);
+        for (bytes, want) in [
+            (b"\xff\xfe".to_vec(), "not a text file of class names"),
+            (b"a\nb\n".to_vec(), "2 class names, expected 10"),
+            (ten.replace("cat", "c\x07t").into_bytes(), "class name 4 is not a name"),
+            (ten.replace("cat", &"x".repeat(MAX_CLASS_NAME + 1)).into_bytes(), "class name 4 is not a name"),
+        ] {
+            let e = parse_names(Dataset::Cifar10, &bytes, p).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("batches.meta.txt"), "{e}");
+        }
+    }
 }

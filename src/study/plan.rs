@@ -292,7 +292,8 @@ pub fn run_cell(grid: &Grid, index: usize, exec: &Exec) -> Result<Option<crate::
         }
         CellState::Interrupted { epochs_done, epochs } => {
             println!("{}: continuing after epoch {epochs_done} of {epochs}", cell.name());
-            Ok(Some(crate::train::resume(&grid.cell_dir(cell), exec.threads, device, false)?))
+            let overrides = crate::train::ResumeOverrides { threads: exec.threads, device, data_dir: None };
+            Ok(Some(crate::train::resume(&grid.cell_dir(cell), overrides, false)?))
         }
         CellState::New => {
             grid.clear_unstarted(cell)?;

@@ -169,8 +169,7 @@ pub fn event_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Reads the events of `path`. Reading stops at a torn or corrupt record, as TensorBoard's
 /// reader does: a run killed while writing loses only that record.
 pub fn read(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(parse(&bytes))
+    Ok(parse(&crate::files::read(path)?))
 }
 
 /// The events of an event file's bytes, up to the first torn or corrupt record.

@@ -308,16 +308,111 @@ impl RunFile {
         }
     }
 
-    /// Reads `dir/config.json`.
+    /// Reads `dir/config.json` (a regular file only) and checks every field ([`Self::check`]).
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        let bytes = crate::files::read_regular(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::Config(format!("{}: no run to resume here (no config.json)", dir.display()))
             }
             _ => Error::io(&path, e),
         })?;
-        Self::parse(&text).map_err(|m| Error::data(&path, m))
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::data(&path, "not UTF-8 text: not a config.json"))?;
+        let file = Self::parse(text).map_err(|m| Error::data(&path, m))?;
+        file.check().map_err(|m| Error::data(&path, format!("{m}; the file is corrupt or was edited")))?;
+        Ok(file)
+    }
+
+    /// The network the run trains.
+    fn model(&self) -> ResNetConfig {
+        ResNetConfig {
+            depth: self.depth,
+            arch: self.arch,
+            shortcut: self.shortcut,
+            batch_norm: self.batch_norm,
+            zero_init_residual: self.zero_init_residual,
+            block: self.block,
+            num_classes: self.num_classes,
+        }
+    }
+
+    /// Checks the range of every field and their agreement, naming the field at fault.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let field =
+            |name: &str, value: &dyn std::fmt::Debug, want: &str| Err(format!("field `{name}` is {value:?}: {want}"));
+        let model = self.model();
+        if let Err(e) = model.blocks_per_stage() {
+            return Err(format!("field `depth`: {e}"));
+        }
+        let dataset = Dataset::new(self.dataset, self.labels)
+            .map_err(|_| format!("field `labels` is for CIFAR-100, but `dataset` is {}", self.dataset))?;
+        if dataset.num_classes() != self.num_classes {
+            return field("num_classes", &self.num_classes, &format!("{dataset} has {}", dataset.num_classes()));
+        }
+        if self.parameters < 1 {
+            return field("parameters", &self.parameters, "must be at least 1");
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return field("epochs", &self.epochs, &format!("must be 1 to {MAX_EPOCHS}"));
+        }
+        if self.batch_size < 1 {
+            return field("batch_size", &self.batch_size, "must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return field("lr", &self.lr, "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return field("momentum", &self.momentum, "must be in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return field("weight_decay", &self.weight_decay, "must be ≥ 0");
+        }
+        if self.total_iterations < 1 {
+            return field("total_iterations", &self.total_iterations, "must be at least 1");
+        }
+        let ascending = self.lr_milestones.windows(2).all(|w| w[0] <= w[1]);
+        if self.lr_milestones.len() != 2 || !ascending || self.lr_milestones.iter().any(|m| *m < 0) {
+            return field("lr_milestones", &self.lr_milestones, "must be two ascending iteration counts");
+        }
+        if self.warmup_iterations < 0 {
+            return field("warmup_iterations", &self.warmup_iterations, "must be ≥ 0");
+        }
+        if self.log_every < 0 {
+            return field("log_every", &self.log_every, "must be ≥ 0 (0: per epoch only)");
+        }
+        for (name, limit) in [("limit_train", self.limit_train), ("limit_test", self.limit_test)] {
+            if limit == Some(0) {
+                return field(name, &0, "must be at least 1 (or null)");
+            }
+        }
+        if self.limit_train.is_some_and(|l| self.val_split >= l) {
+            return field("val_split", &self.val_split, "must be smaller than `limit_train`");
+        }
+        if self.save_every < 0 {
+            return field("save_every", &self.save_every, "must be ≥ 0");
+        }
+        if let Some(t) = self.threads_requested.filter(|t| *t < 1) {
+            return field("threads_requested", &t, "must be at least 1 (or null)");
+        }
+        Ok(())
+    }
+
+    /// Checks that the schedule a resumed run computes (from its data) is the one this file
+    /// records: otherwise the data changed and the run would not continue as it started.
+    pub fn check_schedule(&self, schedule: &LrSchedule, path: &Path) -> Result<()> {
+        let recorded = (self.total_iterations, self.lr_milestones.as_slice(), self.warmup_iterations);
+        let now = (schedule.total_iterations, schedule.milestones.as_slice(), schedule.warmup_iterations);
+        if recorded == now {
+            return Ok(());
+        }
+        Err(Error::data(
+            path,
+            format!(
+                "fields `total_iterations`, `lr_milestones`, `warmup_iterations` are {:?}, but the data gives {:?}: \
+                 the training set is not the one the run started on; point --data-dir at it",
+                recorded, now
+            ),
+        ))
     }
 
     /// Parses the text of a `config.json`; the error names the field at fault.
@@ -343,15 +438,7 @@ impl RunFile {
 
     /// The training configuration of the run in `dir` (which is where it now is).
     pub fn config(&self, dir: &Path) -> Result<TrainConfig> {
-        let model = ResNetConfig {
-            depth: self.depth,
-            arch: self.arch,
-            shortcut: self.shortcut,
-            batch_norm: self.batch_norm,
-            zero_init_residual: self.zero_init_residual,
-            block: self.block,
-            num_classes: self.num_classes,
-        };
+        let model = self.model();
         let dataset = Dataset::new(self.dataset, self.labels).map_err(|_| {
             Error::Config(format!(
                 "{}: field `labels` is for CIFAR-100, but `dataset` is {}",
@@ -436,6 +523,30 @@ mod tests {
             let e = RunFile::parse(&bad).unwrap_err();
             assert!(e.contains(want), "{e}");
             assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        let ok = written();
+        ok.check().unwrap();
+        let cases = [
+            (RunFile { lr: -0.1, ..ok.clone() }, "field `lr` is -0.1"),
+            (RunFile { lr: f64::NAN, ..ok.clone() }, "field `lr` is NaN"),
+            (RunFile { batch_size: 0, ..ok.clone() }, "field `batch_size` is 0"),
+            (RunFile { epochs: MAX_EPOCHS + 1, ..ok.clone() }, "field `epochs`"),
+            (RunFile { depth: 21, ..ok.clone() }, "field `depth`: depth 21 is not 6n+2"),
+            (RunFile { depth: 6_000_002, ..ok.clone() }, "use a smaller depth"),
+            (RunFile { momentum: 1.0, ..ok.clone() }, "field `momentum` is 1.0"),
+            (RunFile { num_classes: 100, ..ok.clone() }, "field `num_classes` is 100"),
+            (RunFile { lr_milestones: vec![5, 1], ..ok.clone() }, "field `lr_milestones`"),
+            (RunFile { limit_test: Some(0), ..ok.clone() }, "field `limit_test` is 0"),
+            (RunFile { save_every: -1, ..ok.clone() }, "field `save_every` is -1"),
+            (RunFile { threads_requested: Some(0), ..ok.clone() }, "field `threads_requested` is 0"),
+        ];
+        for (bad, want) in cases {
+            let e = bad.check().unwrap_err();
+            assert!(e.contains(want), "{e}");
         }
     }
 

@@ -95,13 +95,24 @@ pub fn run_with_data(cfg: &TrainConfig, data: &Cifar) -> Result<RunSummary> {
     train_loop(cfg, data, None)
 }
 
-/// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`),
-/// same data order and augmentation, `metrics.csv` continued without duplicate or missing
-/// rows. `threads` and `device` override the saved ones (they change where the run
-/// computes, not what: a run moves between machines). Without a `last.safetensors` there is
-/// nothing to continue from: an error, never a silent restart.
-pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: bool) -> Result<RunSummary> {
-    let mut cfg = config::config_from_run(dir)?;
+/// Where a resumed run computes and finds its data: each `None` keeps the saved setting.
+/// These change where the run computes and reads, not what: a run moves between machines.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOverrides {
+    pub threads: Option<i32>,
+    pub device: Option<Device>,
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`,
+/// every field checked), same data order and augmentation, `metrics.csv` continued without
+/// duplicate or missing rows. `overrides` may move it (threads, device, data directory).
+/// Without a `last.safetensors` there is nothing to continue from: an error, never a
+/// silent restart. Everything is checked against everything else (config, checkpoint,
+/// training state, metrics.csv) before anything is written.
+pub fn resume(dir: &Path, overrides: ResumeOverrides, quiet: bool) -> Result<RunSummary> {
+    let file = config::RunFile::read(dir)?;
+    let mut cfg = file.config(dir)?;
     let _lock = claim::lock(dir)?;
     let last = dir.join("last.safetensors");
     if !last.exists() {
@@ -112,25 +123,32 @@ pub fn resume(dir: &Path, threads: Option<i32>, device: Option<Device>, quiet: b
             dir.display()
         )));
     }
-    cfg.threads = threads.or(cfg.threads);
-    cfg.device = device.unwrap_or(cfg.device);
+    cfg.threads = overrides.threads.or(cfg.threads);
+    cfg.device = overrides.device.unwrap_or(cfg.device);
+    cfg.data_dir = overrides.data_dir.unwrap_or(cfg.data_dir);
     cfg.quiet = quiet;
     cfg.handle_signals = !quiet;
-    let data = cfg.data_source().load()?;
     let saved = checkpoint::read(&last)?;
-    train_loop(&cfg, &data, Some(saved))
+    let data = cfg.data_source().load()?;
+    train_loop(&cfg, &data, Some((saved, file)))
 }
 
-fn train_loop(cfg: &TrainConfig, data: &Cifar, saved: Option<checkpoint::Checkpoint>) -> Result<RunSummary> {
+fn train_loop(
+    cfg: &TrainConfig,
+    data: &Cifar,
+    saved: Option<(checkpoint::Checkpoint, config::RunFile)>,
+) -> Result<RunSummary> {
     let started = Instant::now();
-    let mut t = Trainer::new(cfg, data, saved.as_ref())?;
+    let mut t = Trainer::new(cfg, data, saved.as_ref().map(|(c, _)| c))?;
     let csv_path = cfg.out_dir.join("metrics.csv");
-    let (mut csv, mut history) = if saved.is_some() {
+    let (mut csv, mut history) = if let Some((_, file)) = &saved {
+        file.check_schedule(&t.schedule, &cfg.out_dir.join("config.json"))?;
         if cfg.tensorboard {
             let iteration = t.progress.iteration;
             t.events = Some(RunEvents::resume(&cfg.out_dir, iteration, cfg.log_every, cfg.log_histograms)?);
         }
-        MetricsWriter::resume(&csv_path, t.progress.epoch)?
+        let layout = crate::metrics::Layout { with_val: t.val.is_some(), with_grad_norms: cfg.log_grad_norms };
+        MetricsWriter::resume(&csv_path, t.progress.epoch, layout)?
     } else {
         let run_file = RunFile::new(cfg, t.parameters, &t.schedule, t.epochs);
         run_file.write(&cfg.out_dir)?;
@@ -242,6 +260,9 @@ impl<'a> Trainer<'a> {
             // Fixed shapes: let cuDNN time its algorithms once and keep the fastest.
             tch::Cuda::cudnn_set_benchmark(true);
         }
+        if let Some(ckpt) = saved {
+            ckpt.check_fits(&cfg.model)?;
+        }
         let mut vs = VarStore::new(dev);
         let model = ResNet::with_compute(&vs.root(), cfg.model, cfg.compute)?;
         let parameters = parameter_count(&vs);
@@ -251,7 +272,11 @@ impl<'a> Trainer<'a> {
                 ckpt.load_into(&mut vs)?;
                 opt.load_state(ckpt)?;
                 let n =
-                    ckpt.normalizer().ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+                    ckpt.normalizer()?.ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+                check_agrees(ckpt, "normalization", &n.kind, &cfg.normalization)?;
+                if let Some(d) = ckpt.dataset()? {
+                    check_agrees(ckpt, "dataset", &d, &cfg.dataset)?;
+                }
                 (n.to_device(dev), resume::progress_of(ckpt)?)
             }
             None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
@@ -260,6 +285,17 @@ impl<'a> Trainer<'a> {
         let iters_per_epoch = (train.len() + cfg.batch_size - 1) / cfg.batch_size;
         let schedule = cfg.lr_schedule(iters_per_epoch);
         let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
+        if let Some(ckpt) = saved {
+            let shape = resume::RunShape {
+                iters_per_epoch,
+                total_iterations: schedule.total_iterations,
+                epochs,
+                batch_size: cfg.batch_size,
+                train_images: train.len(),
+                grad_norms: cfg.log_grad_norms,
+            };
+            resume::check_progress(ckpt, &progress, &shape)?;
+        }
         Ok(Trainer {
             cfg,
             vs,
@@ -444,6 +480,25 @@ impl<'a> Trainer<'a> {
         let extra = checkpoint::Extra { tensors, metadata };
         checkpoint::save(&self.cfg.out_dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
     }
+}
+
+/// A resumed checkpoint must record what the run's `config.json` says (`what`).
+fn check_agrees<T: PartialEq + std::fmt::Display>(
+    ckpt: &checkpoint::Checkpoint,
+    what: &str,
+    recorded: &T,
+    config: &T,
+) -> Result<()> {
+    if recorded == config {
+        return Ok(());
+    }
+    Err(Error::checkpoint(
+        &ckpt.path,
+        format!(
+            "records {what} {recorded}, but config.json field `{what}` says {config}: the checkpoint is not this \
+             run's; it cannot be resumed"
+        ),
+    ))
 }
 
 /// An epoch's running sums, kept on the device: loss × images, wrong predictions, and

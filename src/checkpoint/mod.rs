@@ -3,7 +3,11 @@
 //! and BN buffers a checkpoint carries metadata (arch, depth, shortcut, normalization,
 //! project version; from `train` also the data set, its labels and class names) and the
 //! normalization statistics as `normalization.{mean,std}`.
-//! Writes are atomic: temporary file, fsync, rename. No pickle is ever read.
+//! Writes are atomic: temporary file, fsync, rename. No pickle is ever read, and nothing
+//! of a file reaches libtorch before [`check`] has passed every tensor; the metadata is
+//! checked against the tensor names before a model is built ([`Checkpoint::check_fits`]).
+
+pub mod check;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -14,6 +18,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::data::{Dataset, DatasetName, Labels};
 use crate::error::{Error, Result};
+use crate::files::printable;
 use crate::model::{Arch, BlockKind, ResNetConfig, Shortcut};
 use crate::normalize::{Normalization, Normalizer};
 
@@ -114,18 +119,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Reads a safetensors file. Every failure names the file.
+/// Reads a safetensors file (a regular file only). Every failure names the file.
 pub fn read(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(&crate::files::read(path)?, path)
+}
+
+/// Parses the bytes of a safetensors file; `path` names it in errors. Every tensor is
+/// checked ([`check::tensor`]) before the first one is handed to libtorch.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let bad = |e: safetensors::SafeTensorError| {
+        let e = printable(&e.to_string());
         Error::checkpoint(path, format!("not a valid safetensors file ({e}): is it truncated or of another format?"))
     };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+    let views = st.tensors();
+    for (name, view) in &views {
+        check::tensor(name, view, path)?;
+    }
     let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in views {
         let kind = to_kind(view.dtype()).ok_or_else(|| {
-            Error::checkpoint(path, format!("tensor {name} has unsupported dtype {:?}", view.dtype()))
+            Error::checkpoint(path, format!("tensor {} has unsupported dtype {:?}", printable(&name), view.dtype()))
         })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, kind)?);
@@ -165,7 +180,7 @@ impl Checkpoint {
         if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
             let mut parts = Vec::new();
             let list = |v: &[String]| {
-                let shown: Vec<&str> = v.iter().take(8).map(String::as_str).collect();
+                let shown: Vec<String> = v.iter().take(8).map(|n| printable(n)).collect();
                 let more = if v.len() > 8 { format!(" and {} more", v.len() - 8) } else { String::new() };
                 format!("{}{more}", shown.join(", "))
             };
@@ -194,19 +209,115 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// The normaliser stored in the checkpoint, if any. `kind` comes from the metadata.
-    pub fn normalizer(&self) -> Option<Normalizer> {
-        let kind: Normalization = self.metadata.get("normalization")?.parse().ok()?;
-        let mean = self.tensors.get(NORM_MEAN)?;
-        let std = self.tensors.get(NORM_STD)?;
-        Some(Normalizer::from_stats(kind, mean.shallow_clone(), std.shallow_clone()))
+    /// The normaliser stored in the checkpoint, if any (`None` when it has neither the
+    /// metadata `normalization` nor the tensors). `kind` comes from the metadata; the
+    /// statistics must have its shape (3×32×32 for pixel-mean, 3×1×1 otherwise) and a
+    /// positive std.
+    pub fn normalizer(&self) -> Result<Option<Normalizer>> {
+        let kind = self.metadata.get("normalization");
+        let (mean, std) = (self.tensors.get(NORM_MEAN), self.tensors.get(NORM_STD));
+        let (kind, mean, std) = match (kind, mean, std) {
+            (None, None, None) => return Ok(None),
+            (Some(k), Some(m), Some(s)) => (k, m, s),
+            _ => {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!(
+                        "the normalization is incomplete (metadata `normalization` and tensors {NORM_MEAN} and \
+                         {NORM_STD} go together): the file is corrupt; pass --normalize, or use another checkpoint"
+                    ),
+                ))
+            }
+        };
+        let kind: Normalization = kind.parse().map_err(|e| Error::checkpoint(&self.path, format!("metadata: {e}")))?;
+        let shape: &[i64] = if kind == Normalization::PixelMean { &[3, 32, 32] } else { &[3, 1, 1] };
+        for (name, t) in [(NORM_MEAN, mean), (NORM_STD, std)] {
+            if t.size() != shape {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!(
+                        "tensor {name} has shape {:?}, but {kind} statistics are {shape:?}: the file is corrupt; \
+                         pass --normalize to compute them again",
+                        t.size()
+                    ),
+                ));
+            }
+        }
+        let smallest = std.min().to_kind(Kind::Double).double_value(&[]);
+        if smallest <= 0.0 {
+            return Err(Error::checkpoint(
+                &self.path,
+                format!(
+                    "tensor {NORM_STD} holds {smallest}: a standard deviation must be positive; the file is corrupt"
+                ),
+            ));
+        }
+        Ok(Some(Normalizer::from_stats(kind, mean.shallow_clone(), std.shallow_clone())))
     }
 
-    /// The model configuration: from the metadata where present, else inferred from the
-    /// tensor names (a pre-activation net from `fc`, bottlenecks from `conv3`, depth from
-    /// the number of blocks, shortcut B from projection weights).
+    /// Blocks per stage that the tensor names hold: `layer{1,2,3}.{i}` counted (0 for a
+    /// stage without tensors).
+    fn blocks_in_names(&self) -> [i64; 3] {
+        std::array::from_fn(|s| {
+            let prefix = format!("layer{}.", s + 1);
+            self.tensors
+                .keys()
+                .filter_map(|n| canonical(n).strip_prefix(&prefix)?.split('.').next()?.parse::<i64>().ok())
+                .filter(|i| *i >= 0)
+                .max()
+                .map_or(0, |i| i.saturating_add(1))
+        })
+    }
+
+    /// Checks `cfg` against the tensors before a model of it is built: the blocks per
+    /// stage its depth implies are those the names hold, and its classifier is the file's.
+    /// A checkpoint whose metadata (or a flag) claims a depth its tensors do not have is
+    /// refused here, not after building a network of that depth.
+    pub fn check_fits(&self, cfg: &ResNetConfig) -> Result<()> {
+        let n = cfg.blocks_per_stage()?;
+        let held = self.blocks_in_names();
+        if held != [n; 3] {
+            return Err(Error::checkpoint(
+                &self.path,
+                format!(
+                    "does not fit the model: depth {} has {n} blocks per stage, the checkpoint's tensors hold {:?} \
+                     in layer1–3; check --arch/--depth/--block against the checkpoint (its metadata may be corrupt)",
+                    cfg.depth, held
+                ),
+            ));
+        }
+        let classifier = self.tensors.iter().find(|(n, _)| matches!(canonical(n), "linear.weight" | "fc.weight"));
+        if let Some((name, t)) = classifier {
+            if t.size().first() != Some(&cfg.num_classes) {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!(
+                        "does not fit the model: {} classes, but {name} has shape {:?}; the metadata num_classes \
+                         is corrupt",
+                        cfg.num_classes,
+                        t.size()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model configuration (see [`Self::described_config`]), checked against the
+    /// tensors ([`Self::check_fits`]).
     pub fn model_config(&self) -> Result<ResNetConfig> {
-        let parse_err = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
+        let cfg = self.described_config()?;
+        self.check_fits(&cfg)?;
+        Ok(cfg)
+    }
+
+    /// The model configuration as described: from the metadata where present, else
+    /// inferred from the tensor names (a pre-activation net from `fc`, bottlenecks from
+    /// `conv3`, depth from the number of blocks, shortcut B from projection weights). Not
+    /// yet checked against the tensors.
+    pub fn described_config(&self) -> Result<ResNetConfig> {
+        let parse_err =
+            |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={} is not valid", printable(v)));
         let mut cfg = ResNetConfig::default();
         let named = |prefix: &str| self.tensors.keys().any(|n| canonical(n).starts_with(prefix));
         match self.metadata.get("arch") {
@@ -269,7 +380,8 @@ impl Checkpoint {
         let Some(name) = self.metadata.get(DATASET_KEY) else {
             return Ok(None);
         };
-        let bad = |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={v} is not valid"));
+        let bad =
+            |k: &str, v: &str| Error::checkpoint(&self.path, format!("metadata {k}={} is not valid", printable(v)));
         let name: DatasetName = name.parse().map_err(|_| bad(DATASET_KEY, name))?;
         let labels = match self.metadata.get(LABELS_KEY) {
             Some(l) => Some(l.parse::<Labels>().map_err(|_| bad(LABELS_KEY, l))?),
@@ -278,9 +390,14 @@ impl Checkpoint {
         Dataset::new(name, labels).map(Some).map_err(|e| Error::checkpoint(&self.path, format!("metadata: {e}")))
     }
 
-    /// The class names the metadata records, if any.
-    pub fn classes(&self) -> Option<Vec<String>> {
-        serde_json::from_str(self.metadata.get(CLASSES_KEY)?).ok()
+    /// The class names the metadata records, if any: a JSON list of strings, else an error.
+    pub fn classes(&self) -> Result<Option<Vec<String>>> {
+        let Some(raw) = self.metadata.get(CLASSES_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw).map(Some).map_err(|e| {
+            Error::checkpoint(&self.path, format!("metadata `{CLASSES_KEY}` is not a list of class names ({e})"))
+        })
     }
 }
 
