@@ -174,3 +174,68 @@ fn a_four_cell_study_writes_a_report_that_renders_in_chromium() {
     ok(bin().arg("report").arg(&out).arg("-o").arg(&again));
     assert!(std::fs::read_to_string(&again).unwrap().contains("Table 6"));
 }
+
+/// Every file under `dir` with its bytes (FIFOs by name only).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+        if ft.is_dir() {
+            out.extend(snapshot(&p));
+        } else {
+            out.push((p.clone(), ft.is_file().then(|| std::fs::read(&p).unwrap())));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn bad_input_to_report_and_confusion_is_one_line_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = d.join("run");
+    train(&run);
+    std::fs::create_dir(d.join("notes")).unwrap();
+    std::fs::write(d.join("notes/a.txt"), "x").unwrap();
+    std::fs::create_dir(d.join("dir.html")).unwrap();
+    let bad_scores = d.join("bad-scores");
+    train(&bad_scores);
+    std::fs::write(bad_scores.join("best.eval.json"), "{\"checkpoint\": 3}").unwrap();
+    let fifo_run = d.join("fifo-run");
+    train(&fifo_run);
+    std::fs::remove_file(fifo_run.join("config.json")).unwrap();
+    let c = std::ffi::CString::new(fifo_run.join("config.json").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let s = |p: &Path| p.display().to_string();
+    let weights = s(&run.join("best.safetensors"));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["report".into(), s(&d.join("nope")), "-o".into(), s(&d.join("r.html"))], "no such directory"),
+        (vec!["report".into(), s(&d.join("notes")), "-o".into(), s(&d.join("r.html"))], "not a run directory"),
+        (vec!["report".into(), s(&run), "-o".into(), s(&d.join("r.txt"))], "name it *.html"),
+        (vec!["report".into(), s(&run), "-o".into(), s(&d.join("dir.html"))], "is a directory"),
+        (vec!["report".into(), s(&bad_scores), "-o".into(), s(&d.join("r.html"))], "best.eval.json"),
+        (vec!["report".into(), s(&fifo_run), "-o".into(), s(&d.join("r.html"))], "is a FIFO"),
+        (
+            vec!["eval".into(), "--device".into(), "cpu".into(), "--weights".into(), weights.clone()]
+                .into_iter()
+                .chain(["--confusion".into(), s(&d.join("c.gif"))])
+                .collect(),
+            ".png or .svg",
+        ),
+    ];
+    for (args, expect) in cases {
+        let before = snapshot(d);
+        let mut c = bin();
+        c.args(&args).stdout(Stdio::null()).stderr(Stdio::piped());
+        let o = c.spawn().unwrap().wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let code = o.status.code();
+        assert!(code.is_some_and(|c| c != 0 && c != 101), "{args:?}: exit {code:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: expected {expect:?} in {stderr}");
+        assert_eq!(snapshot(d), before, "{args:?}: files changed");
+    }
+}

@@ -30,7 +30,7 @@ pub struct RunReport {
 impl RunReport {
     /// Reads the run in `dir`; a directory that holds no run is an error saying so.
     pub fn read(dir: &Path) -> Result<Self> {
-        if !dir.join("config.json").is_file() || !dir.join("metrics.csv").is_file() {
+        if !dir.join("config.json").exists() || !dir.join("metrics.csv").exists() {
             return Err(Error::Config(format!(
                 "{}: not a run directory (no config.json and metrics.csv) nor a study (no grid.json)",
                 dir.display()
