@@ -137,23 +137,31 @@ pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data: &Dat
 /// One image's top classes, most probable first: (class index, probability).
 pub type Prediction = Vec<(i64, f64)>;
 
-/// The largest image side `predict` decodes, and the most bytes a decoder may allocate:
-/// a header that claims more is refused before any allocation.
-pub const MAX_IMAGE_SIDE: u32 = 16_384;
-pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+/// How large an image may be to be decoded: checked on its header before any pixel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    pub max_side: u32,
+    pub max_pixels: u64,
+}
 
-/// Reads a PNG or JPEG of any size (a regular file only), resized to 32×32 RGB, as a `u8`
-/// tensor 1×3×32×32.
+/// What `predict` decodes: any photo up to 24 megapixels and 8192 pixels a side. A larger
+/// one (or a 644-byte file whose header claims 11784×8198, as the fuzzer found: seconds of
+/// decoding for nothing) is refused before decoding.
+pub const PREDICT_LIMITS: ImageLimits = ImageLimits { max_side: 8192, max_pixels: 24_000_000 };
+
+/// Reads a PNG or JPEG (a regular file only) within [`PREDICT_LIMITS`], resized to 32×32
+/// RGB, as a `u8` tensor 1×3×32×32.
 pub fn read_image(path: &Path) -> Result<Tensor> {
-    let rgb = decode_image(&crate::files::read(path)?, path)?;
+    let rgb = decode_image(&crate::files::read(path)?, path, PREDICT_LIMITS)?;
     // HWC bytes → CHW.
     Ok(Tensor::from_slice(&rgb).view([32, 32, 3]).permute([2, 0, 1]).contiguous().unsqueeze(0))
 }
 
 /// Decodes the bytes of a PNG or JPEG (the format from its content, not the name) into
-/// 32×32 RGB bytes, HWC, within [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_BYTES`]; `path` names
-/// it in errors. Pure Rust: no libtorch call.
-pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+/// 32×32 RGB bytes, HWC; an image beyond `limits` is refused from its header, and the
+/// decoder may allocate no more than its pixels need. `path` names it in errors. Pure
+/// Rust: no libtorch call.
+pub fn decode_image(bytes: &[u8], path: &Path, limits: ImageLimits) -> Result<Vec<u8>> {
     let bad = |e: image::ImageError| {
         let e = crate::files::printable(&e.to_string());
         Error::data(path, format!("cannot read the image ({e}): use a PNG or JPEG file"))
@@ -164,12 +172,25 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
         return Err(Error::data(path, "not a PNG or JPEG file: use a PNG or JPEG image"));
     }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_IMAGE_BYTES);
-    reader.limits(limits);
-    let img = reader.decode().map_err(bad)?;
+    // The sides are checked below, with a message of our own; the decoder may allocate what
+    // RGBA at 16 bits a channel needs, with room for its own buffers.
+    let mut decoder_limits = image::Limits::no_limits();
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    reader.limits(decoder_limits);
+    let decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let pixels = u64::from(w) * u64::from(h);
+    if w > limits.max_side || h > limits.max_side || pixels > limits.max_pixels {
+        return Err(Error::data(
+            path,
+            format!(
+                "{w}×{h} pixels is more than predict decodes (at most {} megapixels, {} a side): downscale the image",
+                limits.max_pixels / 1_000_000,
+                limits.max_side
+            ),
+        ));
+    }
+    let img = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
     let rgb = image::imageops::resize(&img.to_rgb8(), 32, 32, image::imageops::FilterType::Triangle);
     Ok(rgb.into_raw())
 }

@@ -3,7 +3,7 @@
 //! safetensors checkpoints. Neither may panic on any input; each either loads or gives an
 //! error naming the file. The mutations here are seeded, so every run is reproducible;
 //! coverage-guided fuzzing of every reader of untrusted files, on the stable toolchain, is
-//! `make fuzz` (`fuzz/`), and the inputs it found are `tests/fuzz_regressions.rs`.
+//! `make fuzz` (`fuzz/`), and the inputs it found failing are `tests/fuzz_regressions.rs`.
 
 use std::path::Path;
 

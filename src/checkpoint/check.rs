@@ -1,7 +1,8 @@
 //! What a checkpoint must be before any of it reaches libtorch, checked on the raw bytes of
-//! the safetensors file: model tensors in a floating-point format (integers only for BN's
-//! `num_batches_tracked`), every value finite, BN running variances not negative. A file
-//! that fails gets a one-line error naming the tensor.
+//! the safetensors file: the model's state (weights, biases, BN statistics), the
+//! normalisation and the optimizer's state in a floating-point format (integers only
+//! elsewhere, e.g. BN's `num_batches_tracked`), every value finite, BN running variances
+//! not negative. A file that fails gets a one-line error naming the tensor.
 
 use std::path::Path;
 
@@ -43,12 +44,21 @@ fn half_to_f64(h: u16) -> f64 {
     }
 }
 
+/// Whether tensor `name` is state that must be floating point: a weight, a bias, a BN
+/// statistic, the normalisation or the optimizer's state.
+fn is_float_state(name: &str) -> bool {
+    const SUFFIXES: [&str; 4] = [".weight", ".bias", ".running_mean", ".running_var"];
+    name.starts_with("normalization.")
+        || name.starts_with("optimizer.")
+        || SUFFIXES.iter().any(|s| name.ends_with(s) || name == &s[1..])
+}
+
 /// Checks one tensor of the file at `path`.
 pub fn tensor(name: &str, view: &TensorView<'_>, path: &Path) -> Result<()> {
     let bad = |m: String| Err(Error::checkpoint(path, format!("tensor {}: {m}", printable(name))));
     let dtype = view.dtype();
     if !is_float(dtype) {
-        if name.ends_with("num_batches_tracked") && matches!(dtype, Dtype::I64 | Dtype::I32) {
+        if !is_float_state(name) {
             return Ok(());
         }
         return bad(format!(
@@ -94,8 +104,11 @@ mod tests {
         let ints = 3i64.to_le_bytes();
         let v = TensorView::new(Dtype::I64, vec![1], &ints).unwrap();
         assert!(tensor("bn1.num_batches_tracked", &v, p).is_ok());
-        let e = tensor("conv1.weight", &v, p).unwrap_err().to_string();
-        assert!(e.contains("is not a floating-point format"), "{e}");
+        assert!(tensor("fixture.labels", &v, p).is_ok());
+        for name in ["conv1.weight", "linear.bias", "bn1.running_mean", "normalization.std", "optimizer.momentum.x"] {
+            let e = tensor(name, &v, p).unwrap_err().to_string();
+            assert!(e.contains("is not a floating-point format"), "{e}");
+        }
         let neg = (-1.0f64).to_le_bytes();
         let v = TensorView::new(Dtype::F64, vec![1], &neg).unwrap();
         let e = tensor("bn1.running_var", &v, p).unwrap_err().to_string();

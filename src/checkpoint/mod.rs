@@ -277,12 +277,23 @@ impl Checkpoint {
         let n = cfg.blocks_per_stage()?;
         let held = self.blocks_in_names();
         if held != [n; 3] {
+            let stages: Vec<String> = (1..=3)
+                .zip(held)
+                .filter(|(_, h)| *h != n)
+                .map(|(s, h)| match h > n {
+                    true => format!("unexpected layer{s}.{n}.* to layer{s}.{}.*", h - 1),
+                    false => format!("missing layer{s}.{h}.* to layer{s}.{}.*", n - 1),
+                })
+                .collect();
             return Err(Error::checkpoint(
                 &self.path,
                 format!(
                     "does not fit the model: depth {} has {n} blocks per stage, the checkpoint's tensors hold {:?} \
-                     in layer1–3; check --arch/--depth/--block against the checkpoint (its metadata may be corrupt)",
-                    cfg.depth, held
+                     in layer1–3 ({}); check --arch/--depth/--block against the checkpoint (its metadata may be \
+                     corrupt)",
+                    cfg.depth,
+                    held,
+                    stages.join("; ")
                 ),
             ));
         }

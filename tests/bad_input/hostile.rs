@@ -257,6 +257,15 @@ pub fn cases() -> Vec<Case> {
             expect: "img.png: is a FIFO",
         },
         Case {
+            name: "a 644-byte JPEG claiming 11784×8198 pixels (found by the fuzzer)",
+            args: "predict --weights {D}/m.safetensors --device cpu {D}/huge.jpg",
+            setup: |d| {
+                save_model(&d.join("m.safetensors"), 8);
+                std::fs::write(d.join("huge.jpg"), crate::common::HUGE_JPEG).unwrap();
+            },
+            expect: "huge.jpg: 11784×8198 pixels is more than predict decodes",
+        },
+        Case {
             name: "a FIFO as a checkpoint",
             args: "eval --weights {D}/m.safetensors --device cpu",
             setup: |d| fifo(&d.join("m.safetensors")),
