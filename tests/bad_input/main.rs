@@ -433,6 +433,8 @@ fn assert_clean_failure(name: &str, out: &std::process::Output, expect: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{name}: should fail");
     assert_ne!(out.status.code(), Some(101), "{name}: panicked: {stderr}");
+    // 1: an error the command reports; 2: a usage error (clap). Not a signal, not an abort.
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{name}: exit status {:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{name}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{name}: one line expected: {stderr}");
