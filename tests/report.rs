@@ -175,22 +175,6 @@ fn a_four_cell_study_writes_a_report_that_renders_in_chromium() {
     assert!(std::fs::read_to_string(&again).unwrap().contains("Table 6"));
 }
 
-/// Every file under `dir` with its bytes (FIFOs by name only).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
-        if ft.is_dir() {
-            out.extend(snapshot(&p));
-        } else {
-            out.push((p.clone(), ft.is_file().then(|| std::fs::read(&p).unwrap())));
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn bad_input_to_report_and_confusion_is_one_line_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -227,7 +211,7 @@ fn bad_input_to_report_and_confusion_is_one_line_and_changes_nothing() {
         ),
     ];
     for (args, expect) in cases {
-        let before = snapshot(d);
+        let before = common::tree(d);
         let mut c = bin();
         c.args(&args).stdout(Stdio::null()).stderr(Stdio::piped());
         let o = c.spawn().unwrap().wait_with_output().unwrap();
@@ -236,6 +220,6 @@ fn bad_input_to_report_and_confusion_is_one_line_and_changes_nothing() {
         assert!(code.is_some_and(|c| c != 0 && c != 101), "{args:?}: exit {code:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
         assert!(stderr.contains(expect), "{args:?}: expected {expect:?} in {stderr}");
-        assert_eq!(snapshot(d), before, "{args:?}: files changed");
+        assert_eq!(common::tree(d), before, "{args:?}: files changed");
     }
 }

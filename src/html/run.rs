@@ -9,7 +9,7 @@ use super::{cards, escape, figure, pct, table};
 use crate::data::{DataSource, Dataset};
 use crate::error::{Error, Result};
 use crate::inference::{dataset_for, load_model, normalizer_for, ModelOverrides};
-use crate::metrics::{self, EpochMetrics};
+use crate::metrics::EpochMetrics;
 use crate::model::Compute;
 use crate::report::{self, scores_path, ReportContext, Scores};
 use crate::train::RunFile;
@@ -37,7 +37,8 @@ impl RunReport {
             )));
         }
         let config = RunFile::read(dir)?;
-        let rows = metrics::read(&dir.join("metrics.csv"))?;
+        // metrics.csv, read once, with the run's name (`resnet-56/seed-1` in a study).
+        let Series { name, rows } = curves::read_run(dir)?;
         let mut scores = Vec::new();
         for name in ["best.safetensors", "last.safetensors"] {
             let path = scores_path(&dir.join(name));
@@ -45,7 +46,6 @@ impl RunReport {
                 scores.push(Scores::read(&path)?);
             }
         }
-        let name = curves::read_run(dir).map(|s| s.name).unwrap_or_else(|_| dir.display().to_string());
         Ok(RunReport { dir: dir.to_path_buf(), name, config, rows, scores })
     }
 

@@ -20,6 +20,8 @@ use tch::Device;
 
 #[path = "../common/mod.rs"]
 mod common;
+
+use common::{tree, Entry};
 mod hostile;
 
 /// A valid data directory with synthetic images: links to the shared synthetic data set: a case that changes a file rewrites its own copy.
@@ -383,40 +385,6 @@ fn run(args: &str, dir: &Path, fsize_limit: Option<u64>) -> std::process::Output
         std::thread::sleep(Duration::from_millis(20));
     };
     std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
-}
-
-/// What is at a path of the scratch directory: a file's bytes, a link's target, or the kind
-/// of anything else (a FIFO is never opened).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    File(Vec<u8>),
-    Link(PathBuf),
-    Dir,
-    Other,
-}
-
-/// Everything under `dir`, recursively, without following links.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Entry> {
-    let mut all = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
-            let entry = if ft.is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap())
-            } else if ft.is_file() {
-                Entry::File(std::fs::read(&p).unwrap())
-            } else if ft.is_dir() {
-                stack.push(p.clone());
-                Entry::Dir
-            } else {
-                Entry::Other
-            };
-            all.insert(p.strip_prefix(dir).unwrap().to_path_buf(), entry);
-        }
-    }
-    all
 }
 
 /// Every entry of `before` is unchanged in `after`, and nothing new appeared but lock files.

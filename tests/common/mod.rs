@@ -3,6 +3,7 @@
 //! directory, and honest skips.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -256,3 +257,37 @@ pub const HUGE_JPEG: &[u8] = &[
     0xfa, 0xff, 0xda, 0x00, 0x0c, 0x03, 0x01, 0x00, 0x02, 0x11, 0x03, 0x11, 0x00, 0x3f, 0x0d, 0x0c, 0x0b, 0x0b, 0x0c,
     0x19, 0x12, 0xe5, 0x3f, 0x2a, 0xd3, 0x9a, 0x34, 0xd4, 0x15, 0xb2, 0x1c, 0xee, 0xa6, 0x87, 0xff, 0xd9,
 ];
+
+/// What is at a path of the scratch directory: a file's bytes, a link's target, or the kind
+/// of anything else (a FIFO is never opened).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File(Vec<u8>),
+    Link(PathBuf),
+    Dir,
+    Other,
+}
+
+/// Everything under `dir`, recursively, without following links.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut all = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            let entry = if ft.is_symlink() {
+                Entry::Link(std::fs::read_link(&p).unwrap())
+            } else if ft.is_file() {
+                Entry::File(std::fs::read(&p).unwrap())
+            } else if ft.is_dir() {
+                stack.push(p.clone());
+                Entry::Dir
+            } else {
+                Entry::Other
+            };
+            all.insert(p.strip_prefix(dir).unwrap().to_path_buf(), entry);
+        }
+    }
+    all
+}
