@@ -1,8 +1,10 @@
 //! Embeds an rpath to the libtorch library directory that torch-sys linked against, so
 //! `target/release/resnet-cifar` runs from any shell without `LD_LIBRARY_PATH`; records
-//! the tch and libtorch versions for `config.json`.
+//! the tch and libtorch versions for `config.json`; compiles the C++ shim (csrc/shim.cpp)
+//! against the headers of that same libtorch, with its CUDA parts only where libtorch has
+//! CUDA and the CUDA runtime's headers are found.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -16,6 +18,9 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
         libtorch_version = libtorch_version_in(Path::new(&dir)).unwrap_or(libtorch_version);
+        compile_shim(Path::new(&dir));
+    } else {
+        panic!("torch-sys did not report its libtorch (DEP_TCH_LIBTORCH_LIB): the shim cannot be built");
     }
     println!("cargo:rustc-env=LIBTORCH_VERSION={libtorch_version}");
     println!("cargo:rustc-env=TCH_VERSION={}", tch_version().unwrap_or_else(|| "unknown".into()));
@@ -41,4 +46,53 @@ fn tch_version() -> Option<String> {
         }
     }
     None
+}
+
+/// Compiles csrc/shim.cpp against the libtorch whose library directory is `lib`.
+fn compile_shim(lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let root = lib.parent().expect("libtorch's lib directory has a parent");
+    let include = root.join("include");
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .std("c++17")
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into()).as_str())
+        .define("GLOG_USE_GLOG_EXPORT", None);
+    let has_cuda = lib.join("libtorch_cuda.so").exists() && include.join("ATen/cuda/CUDAGraph.h").exists();
+    match (has_cuda, cuda_runtime_include(root)) {
+        (true, Some(cuda)) => {
+            build.include(cuda).define("RESNET_CIFAR_SHIM_CUDA", None);
+            println!("cargo:rustc-link-lib=dylib=c10_cuda");
+        }
+        (true, None) => println!(
+            "cargo:warning=libtorch has CUDA but no cuda_runtime_api.h was found (set CUDA_HOME): the shim is built \
+             without CUDA graphs"
+        ),
+        (false, _) => {}
+    }
+    build.file("csrc/shim.cpp").compile("resnet_cifar_shim");
+}
+
+/// The directory holding `cuda_runtime_api.h`: `$CUDA_HOME/include`, the pip `nvidia`
+/// packages beside a pip-installed torch, or /usr/local/cuda.
+fn cuda_runtime_include(torch_root: &Path) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("include")).into_iter().collect();
+    if let Some(site) = torch_root.parent() {
+        if let Ok(entries) = std::fs::read_dir(site.join("nvidia")) {
+            let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("include")).collect();
+            dirs.sort();
+            candidates.extend(dirs);
+            candidates.push(site.join("nvidia/cuda_runtime/include"));
+        }
+    }
+    candidates.push(PathBuf::from("/usr/local/cuda/include"));
+    candidates.into_iter().find(|d| d.join("cuda_runtime_api.h").exists())
 }

@@ -157,6 +157,79 @@ def op_classes(fetch, step):
     return classes
 
 
+def count_ops(args, model):
+    """Top-level ATen calls per training step, as `resnet-cifar bench --count-ops` counts
+    them: the aten:: events of torch.profiler that have no aten:: ancestor, by the part of
+    the step they fall in (record_function markers): forward + backward, optimizer
+    (`SGD(foreach=True)` and `zero_grad(set_to_none=True)`), and other (the input's
+    channels_last copy in bf16, the loss read at the end). The DataLoader's per-image
+    transforms run in its workers on a GPU box and launch no kernel: they are counted
+    apart (`data_loader`, here in the main process) and not in `ops_per_step`."""
+    images, labels = read_batches(args.data_dir, ["data_batch_1.bin"])
+    transform = transforms.Compose(
+        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+         transforms.Normalize(MEAN, STD)]
+    )
+    loader = torch.utils.data.DataLoader(Cifar10(images, labels, transform), batch_size=args.batch_size,
+                                         shuffle=True, drop_last=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4,
+                                foreach=args.sgd == "foreach")
+    bf16 = args.precision == "bf16"
+    model.train()
+    rf = torch.profiler.record_function
+
+    def step(x, y):
+        with rf("part:other"):
+            if bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with rf("part:forward_backward"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x), y)
+        with rf("part:optimizer"):
+            optimizer.zero_grad(set_to_none=True)
+        with rf("part:forward_backward"):
+            loss.backward()
+        with rf("part:optimizer"):
+            optimizer.step()
+        return loss
+
+    it = iter(loader)
+    for _ in range(args.warmup):
+        step(*next(it))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(args.iters):
+            with rf("part:data_loader"):
+                x, y = next(it)
+            loss = step(x, y)
+        with rf("part:other"):
+            loss.item()
+    counts = {"forward_backward": 0, "optimizer": 0, "other": 0, "data_loader": 0}
+    names = {}
+
+    def walk(e, part, inside_aten):
+        if e.name.startswith("part:"):
+            part = e.name[5:]
+        is_aten = e.name.startswith("aten::")
+        if is_aten and not inside_aten and part is not None:
+            counts[part] += 1
+            names[(part, e.name)] = names.get((part, e.name), 0) + 1
+        for c in e.cpu_children:
+            walk(c, part, inside_aten or is_aten)
+
+    for e in prof.events():
+        if e.cpu_parent is None:
+            walk(e, None, False)
+    n = args.iters
+    out = {k: v / n for k, v in counts.items()}
+    out["ops_per_step"] = out["forward_backward"] + out["optimizer"] + out["other"]
+    out["by_name"] = [
+        {"part": p, "op": op, "per_step": k / n}
+        for (p, op), k in sorted(names.items(), key=lambda kv: (kv[0][0], -kv[1]))
+        if p != "data_loader"
+    ]
+    return out
+
+
 def evaluate(args, model):
     images, labels = read_batches(args.data_dir, ["test_batch.bin"])
     # N×C×H×W and contiguous, as ToTensor() gives (and as PyTorch users evaluate).
@@ -193,12 +266,18 @@ def main():
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="train: also time phases and operator classes")
+    p.add_argument("--count-ops", action="store_true", help="count top-level ATen calls per step instead of timing")
+    p.add_argument("--sgd", choices=("foreach", "for-loop"), default="foreach", help="with --count-ops")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = CifarResNet(args.depth, "resnet", "A")
     if args.precision == "bf16":
         model = model.to(memory_format=torch.channels_last)
+    if args.count_ops:
+        print(json.dumps({"torch": torch.__version__, "precision": args.precision, "sgd": args.sgd,
+                          **count_ops(args, model)}))
+        return
     seconds, images, extra = (train if args.mode == "train" else evaluate)(args, model)
     print(
         json.dumps(

@@ -37,6 +37,15 @@ resnet_cifar_setup() {
                 "$venv/bin/pip" install --quiet --disable-pip-version-check tensorboard &&
                     touch "$venv/.tensorboard"
             fi
+            # The CUDA runtime's host headers (crt/), which the pip CUDA runtime leaves out:
+            # build.rs compiles the shim's CUDA graphs against them (nothing runs from them).
+            if [ ! -f "$venv/.cuda-crt" ]; then
+                if "$venv/bin/python" -c 'import torch, sys; sys.exit(0 if (torch.version.cuda or "").startswith("13.0") else 1)'; then
+                    echo "installing the CUDA runtime's host headers (nvidia-cuda-crt) into $venv, once" >&2
+                    "$venv/bin/pip" install --quiet --disable-pip-version-check "nvidia-cuda-crt==13.0.*" || exit 1
+                fi
+                touch "$venv/.cuda-crt"
+            fi
         ) 9>"$cache/.lock" || { echo "error: could not install torch==$TORCH_VERSION and tensorboard into $venv" >&2; return 1; }
         export RESNET_CIFAR_PYTHON="$venv/bin/python"
         LIBTORCH="$("$RESNET_CIFAR_PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" || return 1

@@ -9,14 +9,18 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::augment::Augmenter;
 use crate::data::{DataSource, Part, Split};
 use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
-use crate::model::{Compute, ResNet, ResNetConfig};
+use crate::model::{Compute, Layout, ResNet, ResNetConfig};
+use crate::native::OpCounter;
 use crate::normalize::{Normalization, Normalizer};
 use crate::optim::Sgd;
 use crate::schedule::LrSchedule;
-use crate::train::{train_step, train_step_phased, Phase, StepContext};
+use crate::train::graph::{decide, CudaGraphs, Stepper};
+use crate::train::resume::Progress;
+use crate::train::{train_step_phased, DeviceSums, Phase, StepContext};
 
 /// What to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +46,37 @@ pub struct BenchConfig {
     pub device: Device,
     /// Also time each phase of the step, synchronising the device between phases.
     pub profile: bool,
+    /// Replay the step from a CUDA graph (`--cuda-graphs`; `--profile` steps eagerly).
+    pub cuda_graphs: CudaGraphs,
+    /// Count the top-level ATen calls of each timed step, by part (`--count-ops`); with
+    /// `list_ops`, also by operator name.
+    pub count_ops: bool,
+    pub list_ops: bool,
+}
+
+/// Top-level ATen calls per training step (those made while no other ATen op runs), by
+/// part. On CUDA each is at least one kernel launch or allocator call on the host.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct OpCounts {
+    pub ops_per_step: f64,
+    /// Forward pass, loss and backward pass.
+    pub forward_backward: f64,
+    /// The SGD update and clearing the gradients.
+    pub optimizer: f64,
+    /// Everything else: gathering the batch, normalisation and augmentation
+    /// (`augmentation`, a part of this), the epoch's device-side loss and error sums.
+    pub other: f64,
+    pub augmentation: f64,
+    /// With `--list-ops`: calls per step by part and operator name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_name: Vec<OpName>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpName {
+    pub part: &'static str,
+    pub op: String,
+    pub per_step: f64,
 }
 
 /// Seconds spent in each phase of the timed steps (with `profile`).
@@ -71,6 +106,10 @@ pub struct BenchResult {
     /// Reading the data set's files into tensors.
     pub load_seconds: f64,
     pub phases: Option<PhaseSeconds>,
+    /// Whether the timed steps were replayed from a CUDA graph.
+    pub cuda_graphs: bool,
+    /// With `--count-ops`.
+    pub ops: Option<OpCounts>,
 }
 
 /// Peak resident set size of this process in MiB (`getrusage`).
@@ -102,18 +141,21 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     }
     tch::manual_seed(0);
     let t = Instant::now();
-    let (images, seconds, phases, load_seconds) = match cfg.mode {
+    if cfg.count_ops && cfg.mode != BenchMode::Train {
+        return Err(Error::Config("counting ATen calls needs --mode train".into()));
+    }
+    let (images, seconds, phases, ops, load_seconds) = match cfg.mode {
         BenchMode::Train => {
             let train = cfg.data.load_split(Part::Train, None)?;
             let load_seconds = t.elapsed().as_secs_f64();
-            let (images, seconds, phases) = bench_train(cfg, &train)?;
-            (images, seconds, phases, load_seconds)
+            let (images, seconds, phases, ops) = bench_train(cfg, &train)?;
+            (images, seconds, phases, ops, load_seconds)
         }
         BenchMode::Eval => {
             let test = cfg.data.load_split(Part::Test, None)?;
             let load_seconds = t.elapsed().as_secs_f64();
             let (images, seconds) = bench_eval(cfg, &test)?;
-            (images, seconds, None, load_seconds)
+            (images, seconds, None, None, load_seconds)
         }
     };
     Ok(BenchResult {
@@ -133,6 +175,8 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         peak_rss_mib: peak_rss_mib(),
         load_seconds,
         phases,
+        cuda_graphs: cfg.mode == BenchMode::Train && decide(cfg.cuda_graphs, cfg.device, false)?.is_none(),
+        ops,
     })
 }
 
@@ -142,7 +186,13 @@ fn build_model(cfg: &BenchConfig) -> Result<(VarStore, ResNet)> {
     Ok((vs, model))
 }
 
-fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<(i64, f64, Option<PhaseSeconds>)> {
+/// What [`bench_train`] measured: images, seconds, and with `--profile` and `--count-ops`
+/// the phases' seconds and the step's ATen calls.
+type TrainMeasure = (i64, f64, Option<PhaseSeconds>, Option<OpCounts>);
+
+/// Timed training steps as `train` runs them on a GPU: the batch gathered from the
+/// device-resident set, the step, and the epoch's device-side sums (no host read per step).
+fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
     let train = data.to_device(cfg.device);
     let n = train.len();
     let b = cfg.batch_size;
@@ -152,9 +202,13 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<(i64, f64, Option<Phas
     let normalizer = Normalizer::fit(Normalization::PixelMean, &data.images).to_device(cfg.device);
     let (vs, model) = build_model(cfg)?;
     let mut opt = Sgd::new(&vs, 0.9, 1e-4);
-    let schedule = LrSchedule::scaled(0.1, cfg.warmup + cfg.iters, 0);
+    let mut stepper = Stepper::new(cfg.cuda_graphs, cfg.device, false, true)?;
+    // The paper's schedule: its first 32k iterations hold lr 0.1 (no device fill per step).
+    let schedule = LrSchedule::paper(0.1, 0);
+    let augment = Augmenter::new(cfg.compute.layout == Layout::ChannelsLast);
     let ctx = StepContext {
         model: &model,
+        augment: &augment,
         normalizer: &normalizer,
         schedule: &schedule,
         batch_size: b,
@@ -165,16 +219,38 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<(i64, f64, Option<Phas
     let mut phases = PhaseSeconds::default();
     let mut started = Instant::now();
     let mut last_loss = Tensor::zeros([], (Kind::Float, cfg.device));
+    let mut sums = DeviceSums::from(&Progress::default(), cfg.device);
+    let mut counter = None;
     for i in 0..cfg.warmup + cfg.iters {
         if i == cfg.warmup {
             synchronize(cfg.device);
             phases = PhaseSeconds::default();
             started = Instant::now();
+            if cfg.count_ops {
+                counter = Some(OpCounter::start(cfg.list_ops)?);
+            }
         }
         let mut mark = Instant::now();
-        let (images, labels) = train.select(&perm.narrow(0, (i % batches_per_epoch) * b, b));
+        let index = perm.narrow(0, (i % batches_per_epoch) * b, b);
         let lr = schedule.lr_at(i);
-        let step = if cfg.profile {
+        if stepper.graphed() || !(cfg.profile || counter.is_some()) {
+            // A replay has no phases: its few ATen calls (index copy, loss copy) count as other.
+            let (step, labels) = stepper.step(&ctx, &mut opt, (&train, &index), lr)?;
+            sums.add(&step, &labels, b);
+            last_loss = step.loss;
+            continue;
+        }
+        let (images, labels) = train.select(&index);
+        let step = if let Some(c) = &counter {
+            c.phase(DATA);
+            let mut done = |phase: Phase| match phase {
+                Phase::Data => c.phase(FORWARD_BACKWARD),
+                Phase::Forward => {}
+                Phase::Backward => c.phase(OPTIMIZER),
+                Phase::Optimizer => c.phase(OTHER),
+            };
+            train_step_phased(&ctx, &mut opt, (&images, &labels), lr, &mut done)
+        } else {
             let mut done = |phase: Phase| {
                 synchronize(cfg.device);
                 let seconds = mark.elapsed().as_secs_f64();
@@ -187,17 +263,67 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<(i64, f64, Option<Phas
                 } += seconds;
             };
             train_step_phased(&ctx, &mut opt, (&images, &labels), lr, &mut done)
-        } else {
-            train_step(&ctx, &mut opt, &images, &labels, lr)
         };
+        sums.add(&step, &labels, b);
         last_loss = step.loss;
     }
+    let ops = counter.map(|c| op_counts(&c, cfg.iters));
     let loss = last_loss.double_value(&[]);
     let seconds = started.elapsed().as_secs_f64();
     if !loss.is_finite() {
         return Err(Error::Diverged(format!("the benchmark's loss became {loss}")));
     }
-    Ok((cfg.iters * b, seconds, cfg.profile.then_some(phases)))
+    Ok((cfg.iters * b, seconds, cfg.profile.then_some(phases), ops))
+}
+
+/// `--count-ops` as a table (`--list-ops`: with the calls by operator name).
+pub fn ops_table(r: &BenchResult, ops: &OpCounts) -> String {
+    let mut out = format!(
+        "top-level ATen calls per training step: ResNet-{} batch {} {} {} on {}\n",
+        r.depth, r.batch_size, r.precision, r.layout, r.device
+    );
+    for (part, n) in [
+        ("forward + backward", ops.forward_backward),
+        ("optimizer", ops.optimizer),
+        ("other", ops.other),
+        ("  of which augmentation", ops.augmentation),
+        ("total", ops.ops_per_step),
+    ] {
+        out += &format!("  {part:<24} {n:>8.1}\n");
+    }
+    for o in &ops.by_name {
+        out += &format!("    {:<18} {:<40} {:>6.1}\n", o.part, o.op, o.per_step);
+    }
+    out
+}
+
+/// The counter's phases (indices of [`crate::native::OP_PHASES`]).
+const OTHER: usize = 0;
+const FORWARD_BACKWARD: usize = 1;
+const OPTIMIZER: usize = 2;
+const DATA: usize = 3;
+
+/// Calls per step from `steps` counted steps.
+fn op_counts(c: &OpCounter, steps: i64) -> OpCounts {
+    let per = |n: u64| n as f64 / steps as f64;
+    let [other, fb, opt, data] = c.read();
+    let part = |p: usize| match p {
+        FORWARD_BACKWARD => "forward_backward",
+        OPTIMIZER => "optimizer",
+        DATA => "augmentation",
+        _ => "other",
+    };
+    let mut by_name: Vec<OpName> =
+        c.names().into_iter().map(|(p, op, n)| OpName { part: part(p), op, per_step: per(n) }).collect();
+    by_name.sort_by(|a, b| (a.part, -a.per_step).partial_cmp(&(b.part, -b.per_step)).expect("finite counts"));
+    OpCounts {
+        ops_per_step: per(other + fb + opt + data),
+        forward_backward: per(fb),
+        optimizer: per(opt),
+        other: per(other + data),
+        augmentation: per(data),
+        by_name,
+    }
 }
 
 fn bench_eval(cfg: &BenchConfig, test: &Split) -> Result<(i64, f64)> {

@@ -32,6 +32,9 @@ pub enum Error {
     /// A failure inside libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A failure reported by the C++ shim (a libtorch call tch cannot make).
+    #[error("libtorch: {0}")]
+    Native(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

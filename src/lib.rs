@@ -12,7 +12,8 @@
 //! 3. **Networks**: [`model`] (ResNet and plain, shortcut options A and B, PyTorch names,
 //!    [`model::Compute`]: fp32/bf16, NCHW/channels-last), [`checkpoint`] (safetensors that
 //!    PyTorch loads as they are), [`inference`] (a checkpoint into its network; predict).
-//! 4. **Training**: [`optim`] (SGD as `torch.optim.SGD`, with its state in checkpoints),
+//! 4. **Training**: [`native`] (the C++ shim: fused SGD, the op counter, CUDA graphs),
+//!    [`optim`] (SGD as `torch.optim.SGD`, with its state in checkpoints),
 //!    [`schedule`] (the learning-rate schedule), [`metrics`] (`metrics.csv`, one row type),
 //!    [`evaluate`], and [`train`]: the one training loop ([`train::config`]: the settings
 //!    and `config.json`; [`train::resume`](mod@train::resume): where a run stands).
@@ -44,6 +45,7 @@ pub mod landscape;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod native;
 pub mod normalize;
 pub mod optim;
 pub mod progress;

@@ -118,8 +118,12 @@ impl Compute {
     /// `x` (an activation or a convolution weight, 4-d) in this layout and, with bf16, in
     /// bf16 (fp32 leaves the element type alone: an f64 model stays f64); `x` itself when
     /// nothing changes. Differentiable: gradients reach the original in its own type.
+    /// Under bf16 autocast ([`ResNet`]'s forward) the type is left to the convolution,
+    /// which casts inside its own ATen call: the same numbers, one call fewer.
     pub fn cast(&self, x: &Tensor) -> Tensor {
-        let lower = self.precision == Precision::Bf16 && x.kind() != Kind::BFloat16;
+        let lower = self.precision == Precision::Bf16
+            && x.kind() != Kind::BFloat16
+            && !crate::native::autocast_enabled(x.device());
         let x = if lower { x.to_kind(Kind::BFloat16) } else { x.shallow_clone() };
         match self.layout {
             Layout::Nchw => x,
@@ -332,6 +336,7 @@ impl ShortcutPath {
             ShortcutPath::None => None,
             ShortcutPath::Identity => Some(x.shallow_clone()),
             ShortcutPath::ZeroPad { pad } => {
+                // (Two slices cost fewer calls than one as_strided, whose backward is heavier.)
                 let sub = x.slice(2, 0, None, 2).slice(3, 0, None, 2);
                 Some(sub.constant_pad_nd([0, 0, 0, 0, *pad, *pad]))
             }
@@ -693,8 +698,14 @@ impl ResNet {
 }
 
 impl ModuleT for ResNet {
+    /// In bf16 the stem and the blocks run under bf16 autocast (convolutions cast their
+    /// weights inside their own call); the head stays fp32 as always.
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
+        let body = || self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
+        let x = match self.compute.precision {
+            Precision::Bf16 => crate::native::bf16_autocast(x.device(), body),
+            Precision::Fp32 => body(),
+        };
         self.head(&x, train)
     }
 }

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use resnet_cifar::checkpoint::{self, Checkpoint};
 use resnet_cifar::data;
 use resnet_cifar::model::ResNet;
+use resnet_cifar::native::SgdKernel;
 use resnet_cifar::train::{run_with_data, TrainConfig};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -221,9 +222,10 @@ fn layer_responses_match_pytorch_forward_hooks() {
     }
 }
 
-/// Our SGD is `torch.optim.SGD` (momentum 0.9, weight decay 1e-4, dampening 0): five steps
-/// from the same start with the same gradients land on the same parameters and momentum
-/// buffers, within 1e-6 relative.
+/// Our SGD is `torch.optim.SGD(foreach=True)` (momentum 0.9, weight decay 1e-4, dampening
+/// 0): five steps from the same start with the same gradients land on the same parameters
+/// and momentum buffers, within 1e-6 relative, with the fused kernel and with the
+/// `_foreach_*` ops alike.
 #[test]
 fn five_sgd_steps_match_torch_optim_sgd() {
     let Some(py) = python() else { return };
@@ -231,6 +233,12 @@ fn five_sgd_steps_match_torch_optim_sgd() {
     let o = Command::new(py).arg(script("sgd_steps.py")).arg(dir.path()).output().unwrap();
     assert!(o.status.success(), "sgd_steps.py failed: {}", String::from_utf8_lossy(&o.stderr));
     let fx = checkpoint::read(&dir.path().join("sgd.safetensors")).unwrap();
+    for kernel in [SgdKernel::Fused, SgdKernel::Foreach] {
+        five_sgd_steps(&fx, kernel);
+    }
+}
+
+fn five_sgd_steps(fx: &Checkpoint, kernel: SgdKernel) {
     let lrs: Vec<f64> = fx.metadata["lrs"].split(',').map(|x| x.parse().unwrap()).collect();
     let names: Vec<String> = fx.tensors.keys().filter_map(|k| k.strip_prefix("init.")).map(String::from).collect();
     let vs = VarStore::new(Device::Cpu);
@@ -238,7 +246,7 @@ fn five_sgd_steps_match_torch_optim_sgd() {
     let var = |n: &str| n.replace('.', "_");
     let params: Vec<Tensor> =
         names.iter().map(|n| vs.root().var_copy(&var(n), &fx.tensors[&format!("init.{n}")])).collect();
-    let mut opt = resnet_cifar::optim::Sgd::new(&vs, 0.9, 1e-4);
+    let mut opt = resnet_cifar::optim::Sgd::with_kernel(&vs, 0.9, 1e-4, kernel);
     for (k, lr) in lrs.iter().enumerate() {
         opt.zero_grad();
         // d/dp Σ p·g = g: the step sees exactly the reference's gradients.
@@ -253,12 +261,12 @@ fn five_sgd_steps_match_torch_optim_sgd() {
     let rel = |a: &Tensor, b: &Tensor| max_abs(&(a - b)) / max_abs(b);
     for (n, p) in names.iter().zip(&params) {
         let r = rel(p, &fx.tensors[&format!("final.{n}")]);
-        assert!(r <= 1e-6, "{n}: parameters differ by {r:e} relative");
+        assert!(r <= 1e-6, "{kernel:?}: {n}: parameters differ by {r:e} relative");
     }
     for (v_name, v) in opt.momentum_buffers() {
         let n = names.iter().find(|n| var(n) == v_name).expect("a buffer per parameter");
         let r = rel(v, &fx.tensors[&format!("momentum.{n}")]);
-        assert!(r <= 1e-6, "{n}: momentum buffers differ by {r:e} relative");
+        assert!(r <= 1e-6, "{kernel:?}: {n}: momentum buffers differ by {r:e} relative");
     }
     assert_eq!(opt.momentum_buffers().count(), names.len());
 }

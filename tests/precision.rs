@@ -2,6 +2,7 @@
 //! and a close loss and keeps every parameter and BN statistic in fp32; channels-last
 //! gives the default layout's outputs and gradients within fp32 rounding.
 
+use resnet_cifar::augment::Augmenter;
 use resnet_cifar::checkpoint;
 use resnet_cifar::data::{self, Split};
 use resnet_cifar::model::{is_channels_last, to_channels_last, Compute, Layout, Precision, ResNet, ResNetConfig};
@@ -49,7 +50,15 @@ fn one_step(vs: &VarStore, model: &ResNet) -> (Step, Normalizer) {
     let normalizer = Normalizer::fit(Normalization::PixelMean, &split.images);
     let schedule = LrSchedule::scaled(0.1, 10, 0);
     let mut opt = Sgd::new(vs, 0.9, 1e-4);
-    let ctx = StepContext { model, normalizer: &normalizer, schedule: &schedule, batch_size: 64, log_grad_norms: true };
+    let augment = Augmenter::new(model.compute.layout == Layout::ChannelsLast);
+    let ctx = StepContext {
+        model,
+        augment: &augment,
+        normalizer: &normalizer,
+        schedule: &schedule,
+        batch_size: 64,
+        log_grad_norms: true,
+    };
     tch::manual_seed(11);
     let step = train_step(&ctx, &mut opt, &split.images, &split.labels, 0.1);
     (step, normalizer)

@@ -19,6 +19,7 @@ use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
 use resnet_cifar::report::{self, ReportContext};
 use resnet_cifar::train;
+use resnet_cifar::train::graph::CudaGraphs;
 use tch::Device;
 
 pub mod html_report;
@@ -88,6 +89,20 @@ pub struct BenchArgs {
     /// Also time data, forward, backward and optimizer separately (synchronising between them).
     #[arg(long)]
     pub profile: bool,
+    /// Count the top-level ATen calls per training step (each at least one kernel launch
+    /// on CUDA), split into forward + backward, optimizer and the rest; printed as a table,
+    /// or as JSON with --json.
+    #[arg(long, conflicts_with = "profile")]
+    pub count_ops: bool,
+    /// With --count-ops: also list the calls by operator name.
+    #[arg(long, requires = "count_ops")]
+    pub list_ops: bool,
+    /// Print one JSON object (the default without --count-ops).
+    #[arg(long)]
+    pub json: bool,
+    /// Replay the step from a CUDA graph: auto (on with a CUDA device), on, off.
+    #[arg(long, value_enum, default_value_t = CudaGraphs::Auto)]
+    pub cuda_graphs: CudaGraphs,
     #[command(flatten)]
     pub data: DataArgs,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
@@ -293,12 +308,16 @@ pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
         let command = Cli::command();
         let command = command.find_subcommand("train").unwrap_or(&command);
         let groups: Vec<String> = command.get_groups().map(|g| g.get_id().to_string()).collect();
-        let allowed =
-            |id: &str| matches!(id, "resume" | "threads" | "device" | "data_dir") || groups.iter().any(|g| g == id);
+        let allowed = |id: &str| {
+            RESUME_MAY_CHANGE.iter().any(|a| a.replace('-', "_") == id)
+                || id == "resume"
+                || groups.iter().any(|g| g == id)
+        };
         let ignored = train.ids().map(|id| id.as_str()).find(|id| !allowed(id) && given(id));
         if let Some(id) = ignored {
+            let may = RESUME_MAY_CHANGE.map(|a| format!("--{a}")).join(", ");
             let msg = format!(
-                "--{} cannot be used with --resume: the run's settings come from its config.json (only --threads, --device and --data-dir may change)",
+                "--{} cannot be used with --resume: the run's settings come from its config.json (only {may} may change)",
                 id.replace('_', "-")
             );
             return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
@@ -306,6 +325,9 @@ pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     }
     Ok(cli)
 }
+
+/// The flags that `train --resume` accepts: where and how the run computes, never what.
+pub const RESUME_MAY_CHANGE: [&str; 5] = ["threads", "device", "data-dir", "cuda-graphs", "deterministic"];
 
 /// Failures already reported on stderr one by one (e.g. unreadable images in `predict`):
 /// the binary exits non-zero without another message.
@@ -459,9 +481,15 @@ fn bench_command(args: &BenchArgs) -> Result<()> {
         data: args.data.source(dataset),
         device: args.device,
         profile: args.profile,
+        count_ops: args.count_ops,
+        list_ops: args.list_ops,
+        cuda_graphs: args.cuda_graphs,
     };
     let result = bench::run(&cfg)?;
-    println!("{}", serde_json::to_string(&result).expect("bench result serialises"));
+    match &result.ops {
+        Some(ops) if !args.json => print!("{}", bench::ops_table(&result, ops)),
+        _ => println!("{}", serde_json::to_string(&result).expect("bench result serialises")),
+    }
     Ok(())
 }
 
@@ -527,8 +555,13 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
 fn train_command(args: TrainArgs) -> Result<()> {
     let summary = match &args.resume {
         Some(dir) => {
-            let overrides =
-                train::ResumeOverrides { threads: args.threads, device: args.device, data_dir: args.data.data_dir };
+            let overrides = train::ResumeOverrides {
+                threads: args.threads,
+                device: args.device,
+                data_dir: args.data.data_dir,
+                cuda_graphs: args.cuda_graphs,
+                deterministic: args.deterministic,
+            };
             train::resume(dir, overrides, false)?
         }
         None => train::run(&args.into_config()?)?,

@@ -11,6 +11,7 @@ use resnet_cifar::device::parse_device;
 use resnet_cifar::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::schedule::ScheduleKind;
+use resnet_cifar::train::graph::CudaGraphs;
 use resnet_cifar::train::TrainConfig;
 use resnet_cifar::{Error, Result};
 use tch::Device;
@@ -169,8 +170,16 @@ pub struct TrainArgs {
     pub log_histograms: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
+    /// Replay the training step from a CUDA graph: auto (on with a CUDA device), on, off.
+    #[arg(long, value_enum)]
+    pub cuda_graphs: Option<CudaGraphs>,
+    /// cuDNN's deterministic algorithms and no benchmark search, so that a CUDA run can
+    /// resume exactly (slower; no effect on the CPU, which is always exact).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Continue the run in this directory from its last checkpoint (its settings come from
-    /// its config.json; only --threads and --device may change).
+    /// its config.json; only --threads, --device, --data-dir, --cuda-graphs and
+    /// --deterministic may change).
     #[arg(long)]
     pub resume: Option<PathBuf>,
 }
@@ -216,6 +225,8 @@ impl TrainArgs {
             log_histograms: self.log_histograms,
             read_every_step: None,
             handle_signals: true,
+            cuda_graphs: self.cuda_graphs.unwrap_or_default(),
+            deterministic: self.deterministic,
         };
         cfg.validate()?;
         Ok(cfg)

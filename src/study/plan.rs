@@ -292,7 +292,13 @@ pub fn run_cell(grid: &Grid, index: usize, exec: &Exec) -> Result<Option<crate::
         }
         CellState::Interrupted { epochs_done, epochs } => {
             println!("{}: continuing after epoch {epochs_done} of {epochs}", cell.name());
-            let overrides = crate::train::ResumeOverrides { threads: exec.threads, device, data_dir: None };
+            let overrides = crate::train::ResumeOverrides {
+                threads: exec.threads,
+                device,
+                data_dir: None,
+                cuda_graphs: None,
+                deterministic: false,
+            };
             Ok(Some(crate::train::resume(&grid.cell_dir(cell), overrides, false)?))
         }
         CellState::New => {

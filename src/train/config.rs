@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use crate::normalize::Normalization;
 use crate::schedule::{default_warmup, LrSchedule, ScheduleKind};
+use crate::train::graph::CudaGraphs;
 
 /// The most epochs a run may ask for (the paper's 64k iterations are 164 epochs): a bound
 /// that keeps every count of iterations far inside `i64`.
@@ -63,6 +64,12 @@ pub struct TrainConfig {
     pub read_every_step: Option<bool>,
     /// On SIGINT/SIGTERM finish the step, write the checkpoint and stop (the CLI sets it).
     pub handle_signals: bool,
+    /// Replay the training step from a CUDA graph (a setting of the machine, like
+    /// `threads`: not recorded, free to change on resume).
+    pub cuda_graphs: CudaGraphs,
+    /// cuDNN's deterministic algorithms, without its benchmark search: a CUDA run that
+    /// resumes exactly (also not recorded).
+    pub deterministic: bool,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +103,8 @@ impl Default for TrainConfig {
             log_histograms: false,
             read_every_step: None,
             handle_signals: false,
+            cuda_graphs: CudaGraphs::Auto,
+            deterministic: false,
         }
     }
 }
@@ -474,6 +483,8 @@ impl RunFile {
             log_histograms: self.log_histograms,
             read_every_step: None,
             handle_signals: true,
+            cuda_graphs: CudaGraphs::Auto,
+            deterministic: false,
         })
     }
 }

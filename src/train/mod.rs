@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::evaluate;
 use crate::gradflow;
 use crate::metrics::{EpochMetrics, MetricsWriter};
-use crate::model::{parameter_count, ResNet};
+use crate::model::{parameter_count, Layout, ResNet};
 use crate::normalize::Normalizer;
 use crate::optim::Sgd;
 use crate::progress;
@@ -28,6 +28,7 @@ use crate::signals;
 pub mod claim;
 pub mod config;
 pub mod events;
+pub mod graph;
 pub mod resume;
 
 pub use config::{RunFile, TrainConfig};
@@ -102,6 +103,8 @@ pub struct ResumeOverrides {
     pub threads: Option<i32>,
     pub device: Option<Device>,
     pub data_dir: Option<std::path::PathBuf>,
+    pub cuda_graphs: Option<graph::CudaGraphs>,
+    pub deterministic: bool,
 }
 
 /// Continues the run in `dir` from its last checkpoint: same settings (from `config.json`,
@@ -126,6 +129,8 @@ pub fn resume(dir: &Path, overrides: ResumeOverrides, quiet: bool) -> Result<Run
     cfg.threads = overrides.threads.or(cfg.threads);
     cfg.device = overrides.device.unwrap_or(cfg.device);
     cfg.data_dir = overrides.data_dir.unwrap_or(cfg.data_dir);
+    cfg.cuda_graphs = overrides.cuda_graphs.unwrap_or(cfg.cuda_graphs);
+    cfg.deterministic = overrides.deterministic;
     cfg.quiet = quiet;
     cfg.handle_signals = !quiet;
     let saved = checkpoint::read(&last)?;
@@ -230,6 +235,9 @@ struct Trainer<'a> {
     test: Split,
     val: Option<Split>,
     progress: Progress,
+    /// Runs the steps, from a CUDA graph where it can.
+    stepper: graph::Stepper,
+    augment: augment::Augmenter,
     stop: Option<signals::StopFlag>,
     /// The TensorBoard event file, unless `--no-tensorboard`.
     events: Option<RunEvents>,
@@ -257,9 +265,11 @@ impl<'a> Trainer<'a> {
         cfg.validate_with(&split)?;
         let dev = cfg.device;
         if let Device::Cuda(_) = dev {
-            // Fixed shapes: let cuDNN time its algorithms once and keep the fastest.
-            tch::Cuda::cudnn_set_benchmark(true);
+            // Fixed shapes: let cuDNN time its algorithms once and keep the fastest, unless
+            // the run must be repeatable to the bit.
+            crate::native::set_cudnn_deterministic(cfg.deterministic);
         }
+        let stepper = graph::Stepper::new(cfg.cuda_graphs, dev, cfg.log_grad_norms, cfg.quiet)?;
         if let Some(ckpt) = saved {
             ckpt.check_fits(&cfg.model)?;
         }
@@ -308,6 +318,8 @@ impl<'a> Trainer<'a> {
             test: split.test.to_device(dev),
             val: split.val.as_ref().map(|v| v.to_device(dev)),
             progress,
+            stepper,
+            augment: augment::Augmenter::new(cfg.compute.layout == Layout::ChannelsLast),
             stop,
             events: None,
             epochs,
@@ -339,10 +351,12 @@ impl<'a> Trainer<'a> {
         );
     }
 
-    /// One SGD step on a `u8` batch at the schedule's rate, with the iteration's augmentation.
-    fn step(&mut self, images: &Tensor, labels: &Tensor) -> Step {
+    /// One SGD step on the training images that `index` selects, at the schedule's rate,
+    /// with the iteration's augmentation: the step and the batch's labels.
+    fn step(&mut self, index: &Tensor) -> Result<(Step, Tensor)> {
         let ctx = StepContext {
             model: &self.model,
+            augment: &self.augment,
             normalizer: &self.normalizer,
             schedule: &self.schedule,
             batch_size: self.cfg.batch_size,
@@ -350,7 +364,7 @@ impl<'a> Trainer<'a> {
         };
         let lr = self.schedule.lr_at(self.progress.iteration);
         tch::manual_seed(stream_seed(self.cfg.seed, AUGMENT_STREAM, self.progress.iteration));
-        train_step(&ctx, &mut self.opt, images, labels, lr)
+        self.stepper.step(&ctx, &mut self.opt, (&self.train, index), lr)
     }
 
     /// One pass over the training set in the epoch's random order, from `progress.batch`
@@ -372,9 +386,8 @@ impl<'a> Trainer<'a> {
         let mut start = self.progress.batch * batch_size;
         while start < n && self.progress.iteration < self.schedule.total_iterations {
             let b = batch_size.min(n - start);
-            let (images, labels) = self.train.select(&perm.narrow(0, start, b));
             let lr = self.schedule.lr_at(self.progress.iteration);
-            let step = self.step(&images, &labels);
+            let (step, labels) = self.step(&perm.narrow(0, start, b))?;
             sums.add(&step, &labels, b);
             let p = &mut self.progress;
             p.batch += 1;
@@ -503,7 +516,7 @@ fn check_agrees<T: PartialEq + std::fmt::Display>(
 
 /// An epoch's running sums, kept on the device: loss × images, wrong predictions, and
 /// with `--log-grad-norms` the gradient norms.
-struct DeviceSums {
+pub(crate) struct DeviceSums {
     loss: Tensor,
     wrong: Tensor,
     norms: Vec<Tensor>,
@@ -511,7 +524,7 @@ struct DeviceSums {
 
 impl DeviceSums {
     /// The sums `p` holds (a resumed epoch's), on `dev`.
-    fn from(p: &Progress, dev: Device) -> Self {
+    pub(crate) fn from(p: &Progress, dev: Device) -> Self {
         DeviceSums {
             loss: Tensor::from(p.loss_sum).to_device(dev),
             wrong: Tensor::from(p.wrong).to_device(dev),
@@ -519,8 +532,10 @@ impl DeviceSums {
         }
     }
 
-    fn add(&mut self, step: &Step, labels: &Tensor, images: i64) {
-        self.loss += step.loss.to_kind(Kind::Double) * images as f64;
+    pub(crate) fn add(&mut self, step: &Step, labels: &Tensor, images: i64) {
+        let _no_grad = tch::no_grad_guard();
+        // loss × images in fp32 (exact for a power-of-two batch), accumulated in fp64.
+        self.loss += &step.loss * images as f64;
         self.wrong += step.logits.argmax(-1, false).ne_tensor(labels).sum(Kind::Int64);
         if self.norms.is_empty() {
             self.norms = step.grad_norms.iter().map(|g| g.to_kind(Kind::Double)).collect();
@@ -547,6 +562,8 @@ fn all_finite(vs: &VarStore) -> bool {
 /// What one training step needs besides the optimizer and the data.
 pub struct StepContext<'a> {
     pub model: &'a ResNet,
+    /// The pad-crop-flip augmentation (keeps its index grids between steps).
+    pub augment: &'a augment::Augmenter,
     pub normalizer: &'a Normalizer,
     pub schedule: &'a LrSchedule,
     pub batch_size: i64,
@@ -556,7 +573,8 @@ pub struct StepContext<'a> {
 /// Where `--log-grad-norms` measures ‖∂L/∂x‖: the network's input and each stage's input.
 pub const GRAD_NORM_BOUNDARIES: [&str; 4] = ["input", "layer1.0", "layer2.0", "layer3.0"];
 
-/// What one SGD step returns: the loss (detached), the logits, and with
+/// What one SGD step returns: the loss, the logits (both after backward: their graph is
+/// freed; read them without gradients), and with
 /// `log_grad_norms` the mean ‖∂L/∂x‖ at [`GRAD_NORM_BOUNDARIES`] (device scalars).
 pub struct Step {
     pub loss: Tensor,
@@ -591,15 +609,16 @@ pub fn train_step_phased(
     lr: f64,
     done: &mut dyn FnMut(Phase),
 ) -> Step {
-    let x = augment::random_crop_flip(&ctx.normalizer.apply(images));
+    let x = ctx.augment.random(&ctx.normalizer.apply(images));
     done(Phase::Data);
     let (logits, boundaries) = if ctx.log_grad_norms {
         gradflow::forward_probed(ctx.model, &x, true, &|n| GRAD_NORM_BOUNDARIES.contains(&n))
     } else {
         (ctx.model.forward_t(&x, true), Vec::new())
     };
-    // fp32 whatever the compute precision (the head returns fp32 logits).
-    let loss = logits.cross_entropy_for_logits(labels);
+    // fp32 whatever the compute precision (the head returns fp32 logits); one ATen call
+    // (log-softmax and NLL inside), as F.cross_entropy.
+    let loss = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0);
     done(Phase::Forward);
     opt.zero_grad();
     loss.backward();
@@ -607,7 +626,9 @@ pub fn train_step_phased(
     opt.step(lr);
     done(Phase::Optimizer);
     let grad_norms = boundaries.iter().map(gradflow::mean_grad_norm).collect();
-    Step { loss: loss.detach(), logits: logits.detach(), grad_norms }
+    // Not detached (two calls fewer): the graph behind them has been freed by backward,
+    // and every reader works without gradients.
+    Step { loss, logits, grad_norms }
 }
 
 enum EpochOutcome {

@@ -1,5 +1,5 @@
 """torch.optim.SGD's reference trajectory for tests/conformance.rs: random parameters and
-five random gradients per parameter, then five steps of SGD with momentum 0.9 and weight
+five random gradients per parameter, then five steps of SGD(foreach=True) with momentum 0.9 and weight
 decay 1e-4 (the paper's), the lr dropping after step 3. Writes OUT/sgd.safetensors with
 `init.<p>`, `grad.<step>.<p>`, `final.<p>` and `momentum.<p>` (fp32)."""
 import sys
@@ -20,7 +20,7 @@ def main():
     for k, step in enumerate(grads):
         tensors.update({f"grad.{k}.{n}": t.clone() for n, t in step.items()})
     live = {n: torch.nn.Parameter(p.clone()) for n, p in params.items()}
-    opt = torch.optim.SGD(list(live.values()), lr=LRS[0], momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(list(live.values()), lr=LRS[0], momentum=0.9, weight_decay=1e-4, foreach=True)
     for lr, step in zip(LRS, grads):
         for group in opt.param_groups:
             group["lr"] = lr
