@@ -1,45 +1,55 @@
 #!/usr/bin/env bash
-# One prepared check for the day a CUDA GPU is at hand (run from the repository root):
-#   1. set-up and release build (make build), with a loud warning if the GPU is unusable;
-#   2. the test suite (make test), then the CUDA paths: a short run on cuda:0 with
-#      mid-epoch checkpoints, its exact resume, and a 2-cell grid with --devices cuda:0;
-#   3. the time of one ResNet-20 epoch (50k images) and of the first 2,000 iterations of
-#      the paper's schedule, on cuda:0.
-# Prints one JSON object on the last line; everything else goes to stderr. Uses the real
-# CIFAR-10 where CIFAR10_DIR or data/cifar-10-batches-bin has it, else random images of
-# the same size (speed only: the errors then mean nothing).
+# The one prepared device check for a CUDA GPU box (run from the repository root), sized to
+# about 7 minutes (GPU_CHECK_BUDGET_S, default 400 s, start-up of the box not included):
+#   1. set-up and release build (make build) unless RESNET_CIFAR_PREBUILT names the binaries;
+#   2. the GPU failure cases (bench/gpu_failures.sh, under a minute): a batch too large for
+#      the GPU's memory, a device that does not exist, a CUDA checkpoint resumed on the CPU
+#      and back, SIGTERM in a CUDA epoch then resume;
+#   3. ResNet-20 at batch 128 in images/s, side by side in this one call: ours eager and with
+#      CUDA graphs, fp32 and bf16; PyTorch eager and with torch.cuda graphs (bench/gpu_pytorch.py,
+#      the box's own PyTorch); ours with graphs and PyTorch eager as 8 processes on the GPU;
+#      top-level ATen calls per step on CUDA (bench --count-ops);
+#   4. exact resume on CUDA with --deterministic (stopped at iteration 40 and resumed);
+#   5. with the time left, `--schedule paper` ResNet-20 (64k iterations, --val-split 5000),
+#      to its end if the budget allows: its final and best test error beside the paper's
+#      8.75 %, or the iterations reached and the projected time.
+# Prints one JSON object on the last line of stdout; everything else goes to stderr. Real
+# CIFAR-10 where CIFAR10_DIR or data/cifar-10-batches-bin has it, else random images of the
+# same size (speed only: the errors then mean nothing, and the JSON says real_data false).
 #
-# On a GPU machine without a Rust toolchain or network, RESNET_CIFAR_PREBUILT=DIR takes
-# `resnet-cifar` and `plain_vs_residual` (built elsewhere with --features fault-injection,
-# against the libtorch found there through LD_LIBRARY_PATH) from DIR; set-up, build and
-# the test suite are then skipped, and the JSON says so. GPU_CHECK_DEVICE (default cuda:0)
-# and GPU_CHECK_ITERATIONS (default 2000) exist to try the script itself on a small machine.
+# Dry run on a machine without a GPU: GPU_CHECK_DEVICE=cpu GPU_CHECK_ITERS=3 GPU_CHECK_PROCS=2
+# GPU_CHECK_WARMUP=1 GPU_CHECK_BUDGET_S=60 bench/gpu_check.sh (steps that need CUDA report "needs CUDA").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 exec 3>&1 1>&2
 t0=$(date +%s)
 fail() { echo "gpu_check: $*" >&2; printf '{"ok": false, "error": "%s"}\n' "$*" >&3; exit 1; }
-secs_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
+elapsed() { echo $(($(date +%s) - t0)); }
+budget=${GPU_CHECK_BUDGET_S:-400}
+dev=${GPU_CHECK_DEVICE:-cuda:0}
+iters=${GPU_CHECK_ITERS:-300}
+procs=${GPU_CHECK_PROCS:-8}
+warmup=${GPU_CHECK_WARMUP:-30}
 
 if [ -n "${RESNET_CIFAR_PREBUILT:-}" ]; then
     BIN=$RESNET_CIFAR_PREBUILT/resnet-cifar
     PVR=$RESNET_CIFAR_PREBUILT/plain_vs_residual
     RESNET_CIFAR_PYTHON=${RESNET_CIFAR_PYTHON:-python3}
-    tests="not run (prebuilt binaries)"
 else
     source scripts/env.sh
     resnet_cifar_setup || exit 1
-    "$RESNET_CIFAR_PYTHON" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null ||
-        fail "torch sees no CUDA device (see the warning above)"
     cargo build --release --examples --features fault-injection || fail "build failed"
     BIN=target/release/resnet-cifar
     PVR=target/release/examples/plain_vs_residual
-    tests=passed
-    make test || tests=failed
 fi
-dev=${GPU_CHECK_DEVICE:-cuda:0}
-iterations=${GPU_CHECK_ITERATIONS:-2000}
-gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+PY=$RESNET_CIFAR_PYTHON
+export BIN PY
+cuda=false
+case $dev in cuda*) cuda=true ;; esac
+if $cuda; then
+    "$PY" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null || fail "torch sees no CUDA device"
+fi
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -49,7 +59,7 @@ if [ ! -f "$data/data_batch_1.bin" ]; then
     real=false
     data="$work/cifar-10-batches-bin"
     mkdir -p "$data"
-    "$RESNET_CIFAR_PYTHON" - "$data" <<'PY'
+    "$PY" - "$data" <<'PY'
 import os, sys
 import numpy as np
 rng = np.random.default_rng(0)
@@ -59,67 +69,139 @@ for name, n in [(f"data_batch_{i}.bin", 10000) for i in range(1, 6)] + [("test_b
     rec.tofile(os.path.join(sys.argv[1], name))
 PY
 fi
-
-# CUDA paths: a short run with mid-epoch checkpoints, stopped at iteration 40 and resumed.
-# cuDNN's benchmark mode picks algorithms by timing, so two uninterrupted CUDA runs already
-# differ in the last digits: the resumed run must follow the same schedule (epoch, iteration,
-# lr columns) and differ from the uninterrupted one no more than a second uninterrupted run does.
-small="--depth 8 --epochs 2 --limit-train 2048 --limit-test 512 --batch-size 64 --device $dev --data-dir $data"
-max_diff() { # two metrics.csv files: the largest difference in the loss and error columns
-    paste -d, <(cut -d, -f4-7 "$1") <(cut -d, -f4-7 "$2") | awk -F, 'NR > 1 {
-        for (i = 1; i <= 4; i++) { d = $i - $(i + 4); if (d < 0) d = -d; if (d > m) m = d } }
-        END { printf "%g", m + 0 }'
+json_field() { # FILE KEY: a number from a one-line JSON file, or null
+    "$PY" -c 'import json, sys
+try:
+    v = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+    for k in sys.argv[2].split("."): v = v[k]
+    print(json.dumps(v))
+except Exception: print("null")' "$1" "$2"
 }
-cuda_resume=failed resume_diff=null rerun_diff=null
-if $BIN train $small --out "$work/ref" >/dev/null && $BIN train $small --out "$work/ref2" >/dev/null; then
+
+# 2. Failure cases.
+failures=null
+if [ -x bench/gpu_failures.sh ]; then
+    BIN=$BIN DATA=$data WORK=$work/failures DEV=$dev RESNET_CIFAR_PYTHON=$PY timeout 120 bench/gpu_failures.sh \
+        >"$work/failures.json" 2>"$work/failures.err" && failures=$(tail -1 "$work/failures.json")
+    [ "$failures" = null ] && failures="{\"error\": \"gpu_failures.sh failed: $(tail -1 "$work/failures.err" | tr -d '"\\')\"}"
+fi
+
+# 3. Throughput, one process at a time, then several at once.
+ours() { # NAME PRECISION GRAPHS: ours at batch 128
+    $BIN bench --device "$dev" --depth 20 --batch-size 128 --precision "$2" --cuda-graphs "$3" \
+        --iters "$iters" --warmup "$warmup" --data-dir "$data" >"$work/$1.json" 2>"$work/$1.err" ||
+        echo "{\"error\": \"$(tail -1 "$work/$1.err" | tr -d '"\\')\"}" >"$work/$1.json"
+}
+theirs() { # NAME PRECISION MODE: PyTorch at batch 128
+    "$PY" bench/gpu_pytorch.py --device "$dev" --precision "$2" --mode "$3" --iters "$iters" --warmup "$warmup" \
+        --data-dir "$data" >"$work/$1.json" 2>"$work/$1.err" ||
+        grep -q '"error"' "$work/$1.json" ||
+        echo "{\"error\": \"$(tail -1 "$work/$1.err" | tr -d '"\\')\"}" >"$work/$1.json"
+}
+graphs=on
+$cuda || graphs=off
+ours ours_eager_fp32 fp32 off
+ours ours_eager_bf16 bf16 off
+ours ours_graphs_fp32 fp32 $graphs
+ours ours_graphs_bf16 bf16 $graphs
+theirs pytorch_eager_fp32 fp32 eager
+theirs pytorch_eager_bf16 bf16 eager
+theirs pytorch_graphs_fp32 fp32 graphs
+theirs pytorch_graphs_bf16 bf16 graphs
+$BIN bench --count-ops --json --device "$dev" --depth 20 --batch-size 128 --iters 5 --warmup 3 --cuda-graphs off \
+    --data-dir "$data" >"$work/count_ops.json" 2>/dev/null || echo '{}' >"$work/count_ops.json"
+many() { # NAME COMMAND…: PROCS copies at once; sets MANY (per-process images/s, space-separated)
+    local name=$1 i
+    shift
+    for i in $(seq "$procs"); do "$@" >"$work/$name.$i.json" 2>/dev/null & done
+    wait
+    MANY=$(for i in $(seq "$procs"); do json_field "$work/$name.$i.json" images_per_sec; done | tr '\n' ' ')
+}
+many ours_graphs_fp32_x$procs $BIN bench --device "$dev" --depth 20 --batch-size 128 --cuda-graphs $graphs \
+    --iters "$iters" --warmup "$warmup" --data-dir "$data"
+ours_many=$MANY
+many pytorch_eager_fp32_x$procs "$PY" bench/gpu_pytorch.py --device "$dev" --iters "$iters" --warmup "$warmup" --data-dir "$data"
+pytorch_many=$MANY
+list() { echo "[$(echo "$1" | xargs | tr ' ' ',')]"; }
+
+# 4. Exact resume on CUDA: --deterministic, stopped at iteration 40 (SIGTERM) and resumed.
+small="--depth 8 --epochs 2 --limit-train 2048 --limit-test 512 --batch-size 64 --device $dev --data-dir $data --deterministic"
+resume=failed
+if $BIN train $small --out "$work/ref" >/dev/null 2>&1; then
     RESNET_CIFAR_TEST_PAUSE=iteration:40 $BIN train $small --out "$work/held" >/dev/null 2>"$work/held.err" &
     pid=$!
     for _ in $(seq 600); do grep -q FAULT-PAUSE "$work/held.err" 2>/dev/null && break; sleep 0.1; done
-    kill -TERM $pid; wait $pid
-    if $BIN train --resume "$work/held" >/dev/null &&
-        cmp -s <(cut -d, -f1-3 "$work/ref/metrics.csv") <(cut -d, -f1-3 "$work/held/metrics.csv"); then
-        resume_diff=$(max_diff "$work/ref/metrics.csv" "$work/held/metrics.csv")
-        rerun_diff=$(max_diff "$work/ref/metrics.csv" "$work/ref2/metrics.csv")
-        cuda_resume=$(awk -v a="$resume_diff" -v b="$rerun_diff" 'BEGIN {
-            print (a == 0 ? "exact" : (a <= 3 * b + 0.5 ? "same schedule, within run-to-run spread" : "differs")) }')
+    kill -TERM $pid
+    wait $pid
+    if $BIN train --resume "$work/held" --deterministic >/dev/null 2>&1; then
+        if cmp -s <(cut -d, -f1-7 "$work/ref/metrics.csv") <(cut -d, -f1-7 "$work/held/metrics.csv"); then
+            resume=exact
+        else
+            resume=differs
+        fi
     fi
 fi
 grid=failed
-$PVR --depths 8 --seeds 0 --out "$work/grid" --devices $dev --epochs 1 --limit-train 1024 --limit-test 256 \
-    --data-dir "$data" --quiet >/dev/null && [ -f "$work/grid/results.json" ] && grid=passed
+$PVR --depths 8 --seeds 0 --out "$work/grid" --devices "$dev" --epochs 1 --limit-train 1024 --limit-test 256 \
+    --data-dir "$data" --quiet >/dev/null 2>&1 && [ -f "$work/grid/results.json" ] && grid=passed
 
-# One ResNet-20 epoch on the whole training set, in each precision.
-epoch() { # PRECISION: sets EPOCH_S (wall seconds) and EPOCH_IPS (training images/s)
-    local s
-    s=$(date +%s.%N)
-    $BIN train --depth 20 --epochs 1 --precision "$1" --device $dev --data-dir "$data" --out "$work/epoch-$1" \
-        ${GPU_CHECK_LIMITS:-} >/dev/null || fail "$1 epoch run failed"
-    EPOCH_S=$(secs_since "$s")
-    EPOCH_IPS=$(tail -1 "$work/epoch-$1/metrics.csv" | cut -d, -f9)
-}
-epoch fp32
-epoch_s=$EPOCH_S epoch_ips=$EPOCH_IPS
-epoch bf16
-bf16_epoch_s=$EPOCH_S bf16_epoch_ips=$EPOCH_IPS
+# 5. The paper's schedule with the time left.
+left=$((budget - $(elapsed)))
+paper_s=0 paper_it=0 paper_final=null paper_best=null paper_done=false
+if [ "$left" -gt 20 ]; then
+    s=$(date +%s)
+    timeout --signal=TERM "$((left - 5))" $BIN train --depth 20 --schedule paper --val-split 5000 --device "$dev" \
+        --data-dir "$data" --out "$work/paper" ${GPU_CHECK_PAPER_ARGS:-} >/dev/null 2>"$work/paper.err"
+    rc=$?
+    paper_s=$(($(date +%s) - s))
+    [ "$rc" = 0 ] && paper_done=true
+    if [ -f "$work/paper/metrics.csv" ]; then
+        read -r paper_it paper_final paper_best < <("$PY" - "$work/paper/metrics.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+if rows:
+    print(rows[-1]["iteration"], rows[-1]["test_err"], min(float(r["test_err"]) for r in rows))
+else:
+    print(0, "null", "null")
+PY
+        )
+    fi
+fi
 
-# The first 2,000 iterations of the paper's schedule (64k iterations, lr drops at 32k/48k).
-s=$(date +%s.%N)
-$BIN train --depth 20 --schedule paper --save-every $iterations --device $dev --data-dir "$data" --out "$work/paper" \
-    ${GPU_CHECK_LIMITS:-} >/dev/null &
-pid=$!
-it=0
-while kill -0 $pid 2>/dev/null; do
-    it=$("$RESNET_CIFAR_PYTHON" -c 'import sys, json
-from safetensors import safe_open
-try:
-    with safe_open(sys.argv[1], "np") as f: print(f.metadata().get("iteration", 0))
-except Exception: print(0)' "$work/paper/last.safetensors")
-    [ "$it" -ge "$iterations" ] && break
-    sleep 1
-done
-paper_s=$(secs_since "$s")
-kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-
-printf '{"ok": true, "gpu": "%s", "real_data": %s, "tests": "%s", "cuda_resume": "%s", "resume_max_diff": %s, "rerun_max_diff": %s, "grid_on_cuda": "%s", "resnet20_epoch_seconds": %s, "resnet20_epoch_train_images_per_sec": %s, "resnet20_bf16_epoch_seconds": %s, "resnet20_bf16_epoch_train_images_per_sec": %s, "paper_first_iterations": %s, "paper_first_iterations_seconds": %s, "iterations_reached": %s, "total_seconds": %d}\n' \
-    "$gpu" "$real" "$tests" "$cuda_resume" "$resume_diff" "$rerun_diff" "$grid" "$epoch_s" "${epoch_ips:-null}" "$bf16_epoch_s" "${bf16_epoch_ips:-null}" \
-    "$iterations" "$paper_s" "$it" "$(($(date +%s) - t0))" >&3
+cat >"$work/summary.py" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+def load(name):
+    try:
+        return json.loads(open(os.path.join(work, name + ".json")).read().strip().splitlines()[-1])
+    except Exception as e:
+        return {"error": str(e)}
+def ips(r):
+    return r.get("images_per_sec") if isinstance(r, dict) else None
+a = json.loads(sys.argv[2])
+runs = {k: load(k) for k in ["ours_eager_fp32", "ours_eager_bf16", "ours_graphs_fp32", "ours_graphs_bf16",
+                             "pytorch_eager_fp32", "pytorch_eager_bf16", "pytorch_graphs_fp32", "pytorch_graphs_bf16"]}
+out = {"ok": True, **a["head"], "images_per_sec": {k: ips(v) if ips(v) else v for k, v in runs.items()}}
+pe = ips(runs["pytorch_eager_fp32"])
+out["ratios"] = {k: (ips(v) / pe if ips(v) and pe else None) for k, v in runs.items() if k.startswith("ours")}
+out["ratios_over"] = "pytorch_eager_fp32"
+out["processes"] = {"count": a["procs"], "ours_graphs_fp32": a["ours_many"], "pytorch_eager_fp32": a["pytorch_many"]}
+for k in ("ours_graphs_fp32", "pytorch_eager_fp32"):
+    v = [x for x in a[k + "_many"] if x]
+    out["processes"][k + "_sum"] = sum(v) if v else None
+c = load("count_ops")
+out["ops_per_step_cuda"] = c.get("ops")
+out.update(a["tail"])
+print(json.dumps(out))
+PY
+args=$(cat <<EOF
+{"head": {"gpu": "$gpu", "device": "$dev", "real_data": $real, "batch_size": 128, "iters": $iters, "failures": $failures},
+ "procs": $procs, "ours_many": $(list "$ours_many"), "pytorch_many": $(list "$pytorch_many"),
+ "ours_graphs_fp32_many": $(list "$ours_many"), "pytorch_eager_fp32_many": $(list "$pytorch_many"),
+ "tail": {"cuda_resume_deterministic": "$resume", "grid_on_device": "$grid",
+          "paper": {"done": $paper_done, "seconds": $paper_s, "iterations": $paper_it, "final_test_err": $paper_final,
+                    "best_test_err": $paper_best, "paper_test_err": 8.75},
+          "total_seconds": $(elapsed)}}
+EOF
+)
+"$PY" "$work/summary.py" "$work" "$args" >&3 || fail "summary failed: $args"

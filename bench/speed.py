@@ -10,6 +10,9 @@ and reports the median images/s, the peak RSS of each process and the ratios. Th
 --no-profile) where the time of a training step goes: ours by phase (data, forward,
 backward, optimizer; device synchronised between them) and, for the kernels both share,
 PyTorch's profiler by operator class (convolution, batch norm, other element-wise).
+First (unless --no-count-ops) the top-level ATen calls per ResNet-20 training step, ours
+(`resnet-cifar bench --count-ops`) beside PyTorch eager's (torch.profiler), by part, in
+fp32 and bf16: on CUDA each such call is at least one kernel launch on the host.
 
 Usage: python bench/speed.py --bin target/release/resnet-cifar --data-dir D
          [--rounds 3] [--threads 2] [--depths 20,56] [--json out.json] [--quick]
@@ -148,6 +151,35 @@ def profile(runner, args):
     return rows
 
 
+def count_ops(runner, args):
+    """Top-level ATen calls per step, ours and PyTorch's (SGD foreach and its default
+    for-loop), counted on one thread; the counts do not depend on the machine."""
+    rows = []
+    for precision in PRECISIONS:
+        common = ["--data-dir", args.data_dir, "--depth", "20", "--batch-size", "128", "--precision", precision,
+                  "--iters", "3", "--warmup", "2", "--threads", "1"]
+        ours = run_json([args.bin, "bench", "--count-ops", "--json", "--device", "cpu", "--layout", "channels-last",
+                         *common], runner.env)["ops"]
+        row = {"precision": precision, "ours": ours}
+        for sgd in ("foreach", "for-loop"):
+            row[f"pytorch_{sgd}"] = run_json([sys.executable, os.path.join(HERE, "pytorch_train.py"), "--count-ops",
+                                              "--sgd", sgd, *common], runner.env)
+        rows.append(row)
+        print(f"ATen calls per step {precision}: ours {ours['ops_per_step']:.0f}, "
+              f"PyTorch {row['pytorch_foreach']['ops_per_step']:.0f}", flush=True)
+    return rows
+
+
+def count_markdown(rows):
+    lines = ["| precision | part | ours | PyTorch eager, SGD(foreach=True) | PyTorch eager, SGD default loop |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        for part in ("forward_backward", "optimizer", "other", "ops_per_step"):
+            lines.append(f"| {r['precision']} | {part} | {r['ours'][part]:.0f} | {r['pytorch_foreach'][part]:.0f} "
+                         f"| {r['pytorch_for-loop'][part]:.0f} |")
+    return "\n".join(lines)
+
+
 def markdown(result):
     lines = ["| mode | model | precision | ours img/s | PyTorch img/s | ratio | peak RSS ours / PyTorch (MiB) |",
              "| --- | --- | --- | ---: | ---: | ---: | --- |"]
@@ -184,6 +216,7 @@ def main():
     p.add_argument("--train-iters", type=int, default=30)
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--no-count-ops", action="store_true")
     p.add_argument("--quick", action="store_true", help="one round, few steps, depth 20 only (a smoke test)")
     p.add_argument("--json", default="bench/results/speed.json")
     args = p.parse_args()
@@ -197,6 +230,8 @@ def main():
         "settings": {"rounds": args.rounds, "train_iters": args.train_iters, "batch_size": 128,
                      "pytorch_workers": args.workers, "ours_layout": "channels-last"},
     }
+    if not args.no_count_ops:
+        result["count_ops"] = count_ops(runner, args)
     result["compare"] = compare(runner, args)
     result["ratios"] = ratios(result["compare"])
     if not args.no_scaling:
@@ -207,6 +242,8 @@ def main():
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
     print()
+    if result.get("count_ops"):
+        print(count_markdown(result["count_ops"]) + "\n")
     print(markdown(result))
     print(f"\nwrote {args.json}")
 
