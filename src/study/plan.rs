@@ -174,6 +174,11 @@ impl Grid {
                 )));
             }
         } else {
+            // A cell directory that refuses the plan refuses it before grid.json is
+            // written: a refusal leaves nothing behind.
+            for cell in &grid.cells {
+                grid.state(cell)?;
+            }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let file = GridFile {
                 tool: format!("resnet-cifar {}", env!("CARGO_PKG_VERSION")),
