@@ -694,6 +694,9 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            crate::faults::out_of_memory_point();
+        }
         let x = self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
         self.head(&x, train)
     }
