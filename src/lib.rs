@@ -53,7 +53,7 @@ pub mod signals;
 pub mod study;
 pub mod summary;
 pub mod tensorboard;
-mod text;
+pub mod text;
 pub mod train;
 pub mod viz;
 

@@ -137,7 +137,12 @@ fn figure(out: &mut String, caption: &str, draw: impl FnOnce(&mut String) -> Res
     let mut svg = String::new();
     draw(&mut svg)?;
     let start = svg.find("<svg").ok_or_else(|| Error::Output("a figure drew no SVG".into()))?;
-    let _ = writeln!(out, "<figure>{}<figcaption>{}</figcaption></figure>", &svg[start..], escape(caption));
+    // plotters escapes markup in text; a control character (invalid in XML) is replaced.
+    let svg: String = svg[start..]
+        .chars()
+        .map(|c| if c.is_control() && !matches!(c, '\n' | '\t') { '\u{fffd}' } else { c })
+        .collect();
+    let _ = writeln!(out, "<figure>{svg}<figcaption>{}</figcaption></figure>", escape(caption));
     Ok(())
 }
 

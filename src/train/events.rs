@@ -31,7 +31,11 @@ impl RunEvents {
     /// A new run's event file, opening with its `config.json` as text.
     pub fn create(dir: &Path, log_every: i64, histograms: bool, config_json: &str) -> Result<Self> {
         let mut log = EventLog::create(dir)?;
-        log.text(tags::CONFIG, 0, &format!("```\n{config_json}\n```"))?;
+        // A fence longer than any run of backticks in the text (a path may hold some), so
+        // that TensorBoard's Markdown shows the whole file as code.
+        let longest = config_json.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
+        log.text(tags::CONFIG, 0, &format!("{fence}\n{config_json}\n{fence}"))?;
         log.flush()?;
         Ok(RunEvents { log, log_every, histograms, pending: Vec::new() })
     }
