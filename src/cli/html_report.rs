@@ -81,8 +81,9 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The files the report reads: every file under the given directories (three levels deep:
-/// a study's cells), so that `-o` is never one of them, by path or through a link.
+/// The files the report may read: every file under the given directories (three levels
+/// deep: a study's cells) but earlier reports, so that `-o` is never one of them, by path
+/// or through a link.
 fn input_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack: Vec<(PathBuf, u32)> = paths.iter().map(|p| (p.clone(), 0)).collect();
@@ -92,7 +93,10 @@ fn input_files(paths: &[PathBuf]) -> Vec<PathBuf> {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() && depth < 3 => stack.push((path, depth + 1)),
-                Ok(t) if t.is_file() => files.push(path),
+                // An earlier report is not read: writing the new one over it is fine.
+                Ok(t) if t.is_file() && !path.extension().is_some_and(|e| e == "html" || e == "htm") => {
+                    files.push(path)
+                }
                 _ => {}
             }
         }

@@ -65,13 +65,7 @@ pub fn lock(dir: &Path) -> Result<RunLock> {
         let mut lock = RunLock { file, created: created.then(|| path.clone()) };
         match lock.file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Config(format!(
-                    "{} is in use: another train, --resume or study cell holds its lock; wait for it to finish, or \
-                     use another --out",
-                    dir.display()
-                )))
-            }
+            Err(TryLockError::WouldBlock) => return Err(in_use(dir)),
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         if still_there(&lock.file, &path).map_err(|e| Error::io(&path, e))? {
@@ -100,11 +94,28 @@ pub fn contents(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The error for a directory whose lock another process holds.
+fn in_use(dir: &Path) -> Error {
+    Error::Config(format!(
+        "{} is in use: another train, --resume or study cell holds its lock; wait for it to finish, or use another \
+         --out",
+        dir.display()
+    ))
+}
+
+/// Whether another process holds the lock of `dir` (found without creating anything).
+fn held_elsewhere(dir: &Path) -> bool {
+    File::open(dir.join(LOCK_FILE)).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+}
+
 /// Refuses `dir` for a new run unless it is missing or empty (a lock file aside), naming
-/// what it found.
+/// what it found, or that another process holds it.
 fn refuse_non_empty(dir: &Path) -> Result<()> {
     let found = contents(dir)?;
     if !found.is_empty() {
+        if held_elsewhere(dir) {
+            return Err(in_use(dir));
+        }
         let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
         let more = if found.len() > 5 { format!(" and {} more", found.len() - 5) } else { String::new() };
         return Err(Error::Config(format!(
