@@ -43,8 +43,10 @@ start() { local log=$1; shift; "$BIN" "$@" >"$log" 2>&1 & pid=$!; }
 
 # A ResNet-20 run long enough to be stopped mid-epoch: 20,000 images, ~2.7 s an epoch on an
 # H200 (7,428 images/s). GPU_FAILURES_LIMIT_TRAIN makes it shorter for a dry run on the CPU.
-RUN=(--depth 20 --epochs 3 --limit-train "${GPU_FAILURES_LIMIT_TRAIN:-20000}" --limit-test 1000 --batch-size 128
-    --data-dir "$DATA")
+# GPU_FAILURES_LIMIT_TEST and GPU_FAILURES_TIMEOUT (seconds a command may take, 60) likewise.
+RUN=(--depth 20 --epochs 3 --limit-train "${GPU_FAILURES_LIMIT_TRAIN:-20000}"
+    --limit-test "${GPU_FAILURES_LIMIT_TEST:-1000}" --batch-size 128 --data-dir "$DATA")
+T="${GPU_FAILURES_TIMEOUT:-60}"
 
 # --- oom_batch -------------------------------------------------------------------------
 oom_batch() {
@@ -56,7 +58,7 @@ oom_batch() {
         return
     fi
     # ResNet-1202 keeps ~0.2 GB of activations per image: 4096 images ask ~800 GB.
-    timeout 60 "$BIN" train --depth 1202 --epochs 1 --limit-train 4096 --limit-test 256 --batch-size 4096 \
+    timeout "$T" "$BIN" train --depth 1202 --epochs 1 --limit-train 4096 --limit-test 256 --batch-size 4096 \
         --data-dir "$DATA" --device "$DEV" --out "$out" --quiet >"$log" 2>&1
     local rc=$? line
     line="$(first_error "$log")"
@@ -66,7 +68,7 @@ oom_batch() {
         result oom_batch fail "the error does not name the batch size and the memory: $line"
     elif [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
         result oom_batch fail "left in $out: $(ls -A "$out" | tr '\n' ' ')"
-    elif ! timeout 60 "$BIN" train --depth 20 --epochs 1 --limit-train 2048 --limit-test 256 --batch-size 128 \
+    elif ! timeout "$T" "$BIN" train --depth 20 --epochs 1 --limit-train 2048 --limit-test 256 --batch-size 128 \
         --data-dir "$DATA" --device "$DEV" --out "$out" --quiet >"$log.retry" 2>&1; then
         result oom_batch fail "the same --out with --batch-size 128 failed: $(first_error "$log.retry")"
     else
@@ -77,7 +79,7 @@ oom_batch() {
 # --- device_index ----------------------------------------------------------------------
 device_index() {
     local log="$WORK/device.log"
-    timeout 60 "$BIN" train --depth 20 --epochs 1 --limit-train 256 --data-dir "$DATA" --device cuda:7 \
+    timeout "$T" "$BIN" train --depth 20 --epochs 1 --limit-train 256 --data-dir "$DATA" --device cuda:7 \
         --out "$WORK/device" --quiet >"$log" 2>&1
     local rc=$? line
     line="$(first_error "$log")"
@@ -94,9 +96,9 @@ device_index() {
 cuda_cpu_cuda() {
     local out="$WORK/moves" log="$WORK/moves"
     start "$log.1.log" train "${RUN[@]}" --device "$DEV" --out "$out"
-    if ! wait_rows "$out" 40 1; then
+    if ! wait_rows "$out" "$T" 1; then
         kill -KILL "$pid" 2>/dev/null
-        result cuda_cpu_cuda fail "no epoch on $DEV within 40 s: $(first_error "$log.1.log")"
+        result cuda_cpu_cuda fail "no epoch on $DEV within $T s: $(first_error "$log.1.log")"
         return
     fi
     kill -TERM "$pid"
@@ -119,7 +121,7 @@ cuda_cpu_cuda() {
     local at
     at="$(grep -o 'stopped by signal 15 at iteration [0-9]*' "$log.2.log" | grep -o '[0-9]*$')"
     # Back on CUDA to the end.
-    if ! timeout 60 "$BIN" train --resume "$out" --device "$DEV" >"$log.3.log" 2>&1; then
+    if ! timeout "$T" "$BIN" train --resume "$out" --device "$DEV" >"$log.3.log" 2>&1; then
         result cuda_cpu_cuda fail "resume on $DEV: $(first_error "$log.3.log")"
     elif [ "$(rows "$out")" -ne 3 ] || [ "$(cut -d, -f1 "$out/metrics.csv" | tail -n +2 | tr '\n' ' ')" != "1 2 3 " ]; then
         result cuda_cpu_cuda fail "metrics.csv: $(cut -d, -f1 "$out/metrics.csv" | tr '\n' ' ')"
@@ -133,7 +135,7 @@ sigterm_resume() {
     local out="$WORK/sigterm" log="$WORK/sigterm"
     start "$log.1.log" train "${RUN[@]}" --device "$DEV" --out "$out"
     # Mid-epoch: once training has started (the announce line), a little later.
-    local end=$((SECONDS + 40))
+    local end=$((SECONDS + T))
     until grep -q '^training ' "$log.1.log" 2>/dev/null; do
         [ $SECONDS -lt $end ] || break
         sleep 0.1
@@ -146,7 +148,7 @@ sigterm_resume() {
     line="$(grep -m1 'stopped by signal 15' "$log.1.log")"
     if [ $rc -ne 143 ] || [ -z "$line" ] || ! no_panic "$log.1.log"; then
         result sigterm_resume fail "exit $rc: $(first_error "$log.1.log")"
-    elif ! timeout 60 "$BIN" train --resume "$out" --device "$DEV" >"$log.2.log" 2>&1; then
+    elif ! timeout "$T" "$BIN" train --resume "$out" --device "$DEV" >"$log.2.log" 2>&1; then
         result sigterm_resume fail "resume: $(first_error "$log.2.log")"
     elif [ "$(rows "$out")" -ne 3 ]; then
         result sigterm_resume fail "metrics.csv has $(rows "$out") rows, want 3"

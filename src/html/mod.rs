@@ -161,6 +161,20 @@ mod tests {
     }
 
     #[test]
+    fn a_control_character_in_an_svg_is_replaced() {
+        let mut out = String::new();
+        figure(&mut out, "<c>", |svg| {
+            svg.push_str("<?xml?>\n<svg><text>run\u{1b}[31m\u{0}</text></svg>");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            out,
+            "<figure><svg><text>run\u{fffd}[31m\u{fffd}</text></svg><figcaption>&lt;c&gt;</figcaption></figure>\n"
+        );
+    }
+
+    #[test]
     fn a_page_has_no_external_reference() {
         let mut body = String::new();
         table(&mut body, &["a", "b"], &[vec!["<x>".into(), "1".into()]], 1);
