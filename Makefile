@@ -4,7 +4,8 @@
 #   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
 #   make tensorboard [LOGDIR=runs]                 TensorBoard on the runs' event files
 
-#   make fuzz [FUZZ_RUNS=1000000|FUZZ_SECONDS=600]  coverage-guided fuzzing of the file readers (fuzz/)
+#   make fuzz [FUZZ_RUNS=1000000|FUZZ_SECONDS=600]  coverage-guided fuzzing of the file readers (fuzz/),
+#                                                  after 10,000 cases of the Slurm scripts' property test
 # Data: ./download_cifar.sh fetches CIFAR-10 into data/; CIFAR10_ARCHIVE=FILE uses a local archive.
 
 SHELL := /bin/bash
@@ -33,5 +34,10 @@ tensorboard:
 	source scripts/env.sh && resnet_cifar_setup && \
 	"$$RESNET_CIFAR_PYTHON" -m tensorboard.main --logdir $(LOGDIR)
 
+# The Slurm scripts' property test at 10,000 cases (each draws every value that reaches a
+# script); `make test` runs 256. PROPTEST_CASES=N to choose.
+PROPTEST_CASES ?= 10000
 fuzz:
+	source scripts/env.sh && resnet_cifar_setup && \
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test --release --features fault-injection --test slurm_scripts
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh

@@ -67,9 +67,13 @@ if [ "$complete" = 1 ]; then
     exit 0
 fi
 
+made_dest=
+[ -d "$dest" ] || made_dest=1
 mkdir -p "$dest"
 work="$(mktemp -d "$dest/.download.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+# A failure leaves nothing behind: the work directory, and --dest when this run made it.
+trap 'rm -rf "$work"; if [ -n "$made_dest" ]; then rmdir "$dest" 2>/dev/null || true; fi' EXIT
+var="$(echo "$dataset" | tr a-z A-Z)_ARCHIVE"
 
 if [ -n "$archive" ]; then
     [ -f "$archive" ] || { echo "error: archive $archive not found" >&2; exit 1; }
@@ -78,12 +82,18 @@ if [ -n "$archive" ]; then
 else
     src="$work/$(basename "${url:-$official_url}")"
     echo "downloading ${url:-$official_url}"
+    # curl's and wget's own messages (retries, progress) go to a file; a failure is one line.
     if command -v curl >/dev/null; then
-        curl -fL --retry 3 -o "$src" "${url:-$official_url}"
+        fetched() { curl -fsSL --retry 3 -o "$src" "${url:-$official_url}" 2>"$work/fetch.err"; }
     elif command -v wget >/dev/null; then
-        wget -O "$src" "${url:-$official_url}"
+        fetched() { wget -q -O "$src" "${url:-$official_url}" 2>"$work/fetch.err"; }
     else
         echo "error: neither curl nor wget is installed; install one, or pass --archive FILE" >&2
+        exit 1
+    fi
+    if ! fetched; then
+        why="$(grep -v '^\s*$' "$work/fetch.err" | tail -n 1 | tr -s '[:space:]' ' ' | sed 's/ *$//')"
+        echo "error: cannot download ${url:-$official_url} (${why:-no network?}); where there is no network, copy $(basename "${url:-$official_url}") here from a machine that has one and run ./download_cifar.sh --dataset $dataset --archive FILE (or $var=FILE ./download_cifar.sh --dataset $dataset)" >&2
         exit 1
     fi
 fi

@@ -135,7 +135,18 @@ fn split_args(argv: Vec<String>) -> (Vec<String>, Vec<String>) {
     (mine, train)
 }
 
+/// With `true`, a closed stdout or stderr ends the process as it ends a Unix tool: by
+/// SIGPIPE (the shell's 141), never a panic in `println!`. The local grid runner handles a
+/// closed stdout itself, to stop its cells cleanly: it runs with SIGPIPE ignored.
+fn die_on_closed_pipe(yes: bool) {
+    // SAFETY: setting a signal's disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, if yes { libc::SIG_DFL } else { libc::SIG_IGN });
+    }
+}
+
 fn main() -> ExitCode {
+    die_on_closed_pipe(true);
     resnet_cifar::alloc::keep_freed_memory();
     let (mine, train_flags) = split_args(std::env::args().collect());
     let mut args = match Args::try_parse_from(mine) {
@@ -162,7 +173,12 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
     let (spec, exec) = GridSpec::new(args.depths.clone(), archs, args.seeds.clone(), &args.train_flags)?;
     if let Some(index) = args.run_cell {
         let grid = Grid::open(&args.out, train_args::parse_train_flags)?;
-        let summary = study::plan::run_cell(&grid, index, &exec)?;
+        // Out of memory (two cells on one GPU, say): one line in the cell's log, not a panic.
+        resnet_cifar::device::quiet_out_of_memory_panics();
+        let planned = grid.cells.get(index).and_then(|c| grid.config(c, &exec).ok());
+        let (batch, device) = planned.map_or((0, tch::Device::Cpu), |c| (c.batch_size, c.device));
+        let summary =
+            resnet_cifar::device::catch_out_of_memory(batch, device, || study::plan::run_cell(&grid, index, &exec))?;
         if let Some(s) = summary {
             println!("{}", s.describe());
         }
@@ -170,18 +186,22 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
     }
     let dir = args.collect.clone().unwrap_or_else(|| args.out.clone());
     if args.collect.is_none() {
-        let grid = Grid::plan(&args.out, spec, train_args::parse_train_flags)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+        let opts = SlurmOptions {
+            partition: args.partition.clone(),
+            time: args.time.clone(),
+            account: args.account.clone(),
+            cpus_per_task: args.cpus_per_task,
+            gpus_per_task: args.gpus_per_task,
+            throttle: args.throttle,
+            extra: args.sbatch_lines.clone(),
+        };
         if args.slurm {
-            let opts = SlurmOptions {
-                partition: args.partition.clone(),
-                time: args.time.clone(),
-                account: args.account.clone(),
-                cpus_per_task: args.cpus_per_task,
-                gpus_per_task: args.gpus_per_task,
-                throttle: args.throttle,
-                extra: args.sbatch_lines.clone(),
-            };
+            // Before the plan is written: a refused value leaves nothing behind.
+            slurm::check_inputs(&args.out, &exe, &opts)?;
+        }
+        let grid = Grid::plan(&args.out, spec, train_args::parse_train_flags)?;
+        if args.slurm {
             let (array, collect) = slurm::write_scripts(&grid, &exe, &opts)?;
             println!("wrote {} ({} cells) and {}", array.display(), grid.cells.len(), collect.display());
             if args.submit {
@@ -197,7 +217,10 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
         }
         let opts =
             LocalOptions { jobs: args.jobs.map(|j| j as usize), devices, threads: exec.threads, quiet: args.quiet };
-        local::run(&grid, &exe, &opts)?;
+        die_on_closed_pipe(false);
+        let ran = local::run(&grid, &exe, &opts);
+        die_on_closed_pipe(true);
+        ran?;
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
     let grid = Grid::open(&dir, train_args::parse_train_flags)?;

@@ -86,7 +86,7 @@ pub fn write_flows(flows: &[Flow], csv_path: &Path, plot_path: &Path, title: &st
     for f in flows {
         for r in &f.rows {
             w.write_record([
-                f.name.clone(),
+                crate::text::csv_text(&f.name),
                 r.index.to_string(),
                 r.name.clone(),
                 format!("{:e}", r.grad_norm),
@@ -172,7 +172,7 @@ pub fn write_responses(all: &[Responses], csv_path: &Path, plot_path: &Path) -> 
     for r in all {
         for (i, ((layer, std), s)) in r.layers.iter().zip(sorted(r)).enumerate() {
             w.write_record([
-                r.name.clone(),
+                crate::text::csv_text(&r.name),
                 (i + 1).to_string(),
                 layer.clone(),
                 format!("{std:.6}"),

@@ -85,6 +85,56 @@ pub fn warn_unused_gpu() {
     });
 }
 
+/// The words of libtorch's out-of-memory errors: CUDA's caching allocator
+/// (`CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of …`) and
+/// the CPU's (`DefaultCPUAllocator: can't allocate memory: you tried to allocate …`).
+const OUT_OF_MEMORY: [&str; 2] = ["out of memory", "can't allocate memory"];
+
+/// libtorch's own sentence, when `payload` (a panic's) is an out-of-memory error. tch's
+/// functions without the `f_` prefix panic with `called Result::unwrap() on an Err value:
+/// Torch("…")`: the text inside, up to its first line break (the C++ stack follows).
+pub fn out_of_memory_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    let text =
+        payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied())?;
+    if !OUT_OF_MEMORY.iter().any(|w| text.contains(w)) {
+        return None;
+    }
+    let inner = text.split_once("Torch(\"").map_or(text, |(_, rest)| rest);
+    let first = inner.split(['\n']).next().unwrap_or(inner);
+    let first = first.split("\\n").next().unwrap_or(first).trim_end_matches(['"', ')']).trim();
+    Some(first.to_string())
+}
+
+/// Runs `f`, a training run of batch size `batch_size` on `device`; libtorch's
+/// out-of-memory panic becomes an error naming the batch size, the device and libtorch's
+/// sentence (the memory asked for and the device's capacity). The panic unwinds through
+/// the run first, so its lock, files and tensors are released as on any error; a checkpoint
+/// is written atomically, so none is half written. Other panics go on unwinding.
+pub fn catch_out_of_memory<T>(batch_size: i64, device: Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => match out_of_memory_message(payload.as_ref()) {
+            Some(said) => Err(Error::Config(format!(
+                "out of memory on {} at batch size {batch_size}: {said}",
+                device_name(device)
+            ))),
+            None => std::panic::resume_unwind(payload),
+        },
+    }
+}
+
+/// A panic hook that stays silent for libtorch's out-of-memory panics, which
+/// [`catch_out_of_memory`] reports as one-line errors, and hands every other panic to the
+/// hook that was there.
+pub fn quiet_out_of_memory_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if out_of_memory_message(info.payload()).is_none() {
+            previous(info);
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +156,26 @@ mod tests {
         std::process::Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
         assert!(nvidia_gpu_visible(empty.path(), fake.to_str().unwrap()));
         assert!(!nvidia_gpu_visible(empty.path(), smi));
+    }
+
+    #[test]
+    fn an_out_of_memory_panic_becomes_one_error_naming_batch_and_memory() {
+        let said = "CUDA out of memory. Tried to allocate 12.00 GiB. GPU 0 has a total capacity of 139.81 GiB of \
+                    which 3.12 GiB is free.";
+        let err = tch::TchError::Torch(format!(
+            "{said}\nException raised from malloc at alloc.cpp:1 (most recent call first):"
+        ));
+        let e = catch_out_of_memory(4096, Device::Cuda(0), || -> Result<()> {
+            std::panic::panic_any(format!("called `Result::unwrap()` on an `Err` value: {err:?}"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, format!("out of memory on cuda:0 at batch size 4096: {said}"));
+        let cpu = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 9000000000 bytes. Error code 12";
+        let e = catch_out_of_memory(64, Device::Cpu, || -> Result<()> { std::panic::panic_any(cpu.to_string()) });
+        assert!(e.unwrap_err().to_string().ends_with(cpu));
+        let other =
+            std::panic::catch_unwind(|| catch_out_of_memory(1, Device::Cpu, || -> Result<()> { panic!("a bug") }));
+        assert!(other.is_err(), "other panics go on");
     }
 }

@@ -5,7 +5,9 @@
 //! file written and synced, not yet renamed). Without the variable these are no-ops.
 //! At an `iteration` point a training run that handles signals is *held* instead: it waits
 //! there until SIGINT/SIGTERM/SIGUSR1 arrives and then stops as it would have after that
-//! step, so a test can interrupt a run at an exact iteration.
+//! step, so a test can interrupt a run at an exact iteration. `oom:N` fails the N-th
+//! training forward pass as libtorch does when GPU memory runs out (tch panics with
+//! `CUDA out of memory. …`), so the CPU drives that path too.
 
 #[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -76,5 +78,25 @@ pub fn checkpoint_write() {
     static COUNT: AtomicI64 = AtomicI64::new(0);
     if target().is_some() {
         pause_point("checkpoint", COUNT.fetch_add(1, Ordering::SeqCst) + 1);
+    }
+}
+
+/// Counts training forward passes and fails the configured one (`oom:N`) as libtorch does
+/// when CUDA memory runs out.
+#[cfg(not(feature = "fault-injection"))]
+pub fn out_of_memory_point() {}
+
+/// Counts training forward passes and fails the configured one (`oom:N`) as libtorch does
+/// when CUDA memory runs out: a panic from tch, in its words.
+#[cfg(feature = "fault-injection")]
+pub fn out_of_memory_point() {
+    static COUNT: AtomicI64 = AtomicI64::new(0);
+    if let Some((k, m)) = target() {
+        if k == "oom" && COUNT.fetch_add(1, Ordering::SeqCst) + 1 == *m {
+            let said = "CUDA out of memory. Tried to allocate 12.00 GiB. GPU 0 has a total capacity of 139.81 GiB of \
+                        which 3.12 GiB is free. (simulated: RESNET_CIFAR_TEST_PAUSE=oom)";
+            let err = tch::TchError::Torch(format!("{said}\nException raised from malloc (most recent call first):"));
+            std::panic::panic_any(format!("called `Result::unwrap()` on an `Err` value: {err:?}"));
+        }
     }
 }

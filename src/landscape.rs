@@ -307,8 +307,13 @@ pub fn write_csv(all: &[Landscape], path: &Path) -> Result<()> {
     w.write_record(["model", "alpha", "beta", "loss", "err"]).map_err(csv_err)?;
     for l in all {
         for p in &l.points {
-            let row =
-                [l.name.clone(), p.alpha.to_string(), p.beta.to_string(), format!("{:e}", p.loss), p.err.to_string()];
+            let row = [
+                crate::text::csv_text(&l.name),
+                p.alpha.to_string(),
+                p.beta.to_string(),
+                format!("{:e}", p.loss),
+                p.err.to_string(),
+            ];
             w.write_record(&row).map_err(csv_err)?;
         }
     }

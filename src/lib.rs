@@ -55,7 +55,7 @@ pub mod signals;
 pub mod study;
 pub mod summary;
 pub mod tensorboard;
-mod text;
+pub mod text;
 pub mod train;
 pub mod viz;
 

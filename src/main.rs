@@ -11,6 +11,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // A closed stdout or stderr (`| head -1`) ends the process as it ends a Unix tool: by
+    // SIGPIPE, which the shell reports as 141, instead of a panic in `println!`. A run so
+    // stopped continues from its last checkpoint, as after any kill.
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    resnet_cifar::device::quiet_out_of_memory_panics();
     resnet_cifar::alloc::keep_freed_memory();
     let cli = match cli::parse_args() {
         Ok(cli) => cli,

@@ -701,6 +701,9 @@ impl ModuleT for ResNet {
     /// In bf16 the stem and the blocks run under bf16 autocast (convolutions cast their
     /// weights inside their own call); the head stays fp32 as always.
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            crate::faults::out_of_memory_point();
+        }
         let body = || self.blocks().fold(self.stem_t(x, train), |x, (_, b)| b.forward_t(&x, train, self.compute));
         let x = match self.compute.precision {
             Precision::Bf16 => crate::native::bf16_autocast(x.device(), body),

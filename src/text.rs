@@ -38,3 +38,28 @@ macro_rules! value_enum_text {
 }
 
 pub(crate) use value_enum_text;
+
+/// A text cell of a CSV file that a spreadsheet would read as a formula (it starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return: a model named after a file
+/// `=HYPERLINK(…).safetensors`, say) gets a leading `'`, so that it stays text; any other
+/// cell is written as it is. For names only: numbers are written by their own formatting.
+pub fn csv_text(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_a_spreadsheet_would_compute_stays_text() {
+        for bad in ["=1+2", "+1", "-2+3", "@SUM(A1)", "=HYPERLINK(\"http://x\")", "\t=1"] {
+            assert_eq!(super::csv_text(bad), format!("'{bad}"));
+        }
+        for fine in ["resnet-20", "best", "/runs/a=b", "1e-3", ""] {
+            assert_eq!(super::csv_text(fine), fine);
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! tiny grid is submitted with its collect job; one running array task is requeued with
 //! `scontrol requeue` while it is held at an exact iteration; its final metrics and
 //! checkpoints must equal an uninterrupted run's, and the collect job's table must hold
-//! every cell. Under `CI=true` it must run; elsewhere, without root, it says why it skips.
+//! every cell. The grid's directory is named `grid o'neil $HOME`. Under `CI=true` it must
+//! run; elsewhere, without root, it says why it skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -128,8 +129,10 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
         v
     };
 
-    // Submit: array task 1 (resnet-8) is held after iteration 12 of 24, in epoch 2.
-    let grid = tmp.path().join("grid");
+    // Submit: array task 1 (resnet-8) is held after iteration 12 of 24, in epoch 2. The
+    // grid's directory name has a space, a quote and a `$`: the scripts name it exactly,
+    // for bash and for Slurm's #SBATCH parser alike (issue #25).
+    let grid = tmp.path().join("grid o'neil $HOME");
     let mut submit = grid_args(&grid, "plain,resnet");
     submit.extend(["--slurm", "--submit", "--cpus-per-task", "1", "--partition", "debug"].map(String::from));
     let o = cluster
@@ -146,6 +149,7 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     eprintln!("submitted array job {array} (2 cells) and collect job {collect} (afterany:{array})");
     let script = read(&grid.join("slurm/array.sbatch"));
     assert!(script.contains("#SBATCH --array=0-1") && script.contains("#SBATCH --requeue"), "{script}");
+    assert!(script.contains("grid o'\\''neil $HOME"), "{script}");
 
     // The held task: wait until it is at iteration 12, then requeue it.
     let out1 = grid.join("slurm/cell-1.out");

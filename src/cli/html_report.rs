@@ -40,7 +40,17 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
     if !matches!(ext.as_deref(), Some("html" | "htm")) {
         bail!("{}: the report is an HTML file: name it *.html", args.output.display());
     }
-    resnet_cifar::files::check_outputs(&[("-o", &args.output)], &[])?;
+    let inputs = input_files(&args.paths);
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+    resnet_cifar::files::check_outputs(&[("-o", &args.output)], &inputs)?;
+    if args.eval {
+        // Every run and checkpoint is read before any is evaluated: a refusal of the last
+        // run leaves no scores file beside the first.
+        for path in args.paths.iter().filter(|p| p.is_dir() && !p.join("grid.json").is_file()) {
+            RunReport::read(path)?;
+            resnet_cifar::checkpoint::read(&path.join("best.safetensors"))?;
+        }
+    }
     let mut runs = Vec::new();
     let mut sections = Vec::new();
     for path in &args.paths {
@@ -69,4 +79,27 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
     html::write(&args.output, &title, &sections)?;
     println!("report written to {}", args.output.display());
     Ok(())
+}
+
+/// The files the report may read: every file under the given directories (three levels
+/// deep: a study's cells) but earlier reports, so that `-o` is never one of them, by path
+/// or through a link.
+fn input_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack: Vec<(PathBuf, u32)> = paths.iter().map(|p| (p.clone(), 0)).collect();
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && depth < 3 => stack.push((path, depth + 1)),
+                // An earlier report is not read: writing the new one over it is fine.
+                Ok(t) if t.is_file() && !path.extension().is_some_and(|e| e == "html" || e == "htm") => {
+                    files.push(path)
+                }
+                _ => {}
+            }
+        }
+    }
+    files
 }

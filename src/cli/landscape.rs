@@ -226,7 +226,7 @@ fn write_summary(args: &LandscapeArgs, swept: &[Landscape], probe: bool) -> Resu
         }
         println!("{line}");
         summary.write_record([
-            l.name.clone(),
+            resnet_cifar::text::csv_text(&l.name),
             format!("{:e}", f.centre_loss),
             f.centre_err.to_string(),
             f.below_twice_centre.to_string(),

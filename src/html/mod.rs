@@ -137,7 +137,12 @@ fn figure(out: &mut String, caption: &str, draw: impl FnOnce(&mut String) -> Res
     let mut svg = String::new();
     draw(&mut svg)?;
     let start = svg.find("<svg").ok_or_else(|| Error::Output("a figure drew no SVG".into()))?;
-    let _ = writeln!(out, "<figure>{}<figcaption>{}</figcaption></figure>", &svg[start..], escape(caption));
+    // plotters escapes markup in text; a control character (invalid in XML) is replaced.
+    let svg: String = svg[start..]
+        .chars()
+        .map(|c| if c.is_control() && !matches!(c, '\n' | '\t') { '\u{fffd}' } else { c })
+        .collect();
+    let _ = writeln!(out, "<figure>{svg}<figcaption>{}</figcaption></figure>", escape(caption));
     Ok(())
 }
 
@@ -153,6 +158,20 @@ mod tests {
     #[test]
     fn escaping_leaves_no_markup_or_control_characters() {
         assert_eq!(escape("<b a=\"x\">&'\u{1b}[31m"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;\u{fffd}[31m");
+    }
+
+    #[test]
+    fn a_control_character_in_an_svg_is_replaced() {
+        let mut out = String::new();
+        figure(&mut out, "<c>", |svg| {
+            svg.push_str("<?xml?>\n<svg><text>run\u{1b}[31m\u{0}</text></svg>");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            out,
+            "<figure><svg><text>run\u{fffd}[31m\u{fffd}</text></svg><figcaption>&lt;c&gt;</figcaption></figure>\n"
+        );
     }
 
     #[test]

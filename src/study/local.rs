@@ -2,6 +2,7 @@
 //! `jobs` at a time, CPU threads split between them, or one cell per GPU. One progress
 //! display: a line per running cell, plus cells done and the time left.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,7 +115,9 @@ fn fmt_duration(secs: f64) -> String {
     }
 }
 
-/// Runs every unfinished cell of `grid` with the binary `exe` (see [`cell_command`]).
+/// Runs every unfinished cell of `grid` with the binary `exe` (see [`cell_command`]). A
+/// closed stdout stops the grid as SIGTERM does (`Error::GridInterrupted` with SIGPIPE's
+/// number): the caller should leave SIGPIPE ignored (Rust's default) while this runs.
 pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
     let mut todo = Vec::new();
     for cell in &grid.cells {
@@ -126,7 +129,8 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
         todo.push((cell.clone(), epochs));
     }
     if todo.is_empty() {
-        println!("every cell of {} is finished", grid.dir.display());
+        // A closed stdout changes nothing here: there is nothing left to stop.
+        let _ = writeln!(std::io::stdout(), "every cell of {} is finished", grid.dir.display());
         return Ok(());
     }
     let mut runner = Runner::new(grid, exe, opts, todo)?;
@@ -163,6 +167,9 @@ struct Display {
     multi: MultiProgress,
     overall: ProgressBar,
     interactive: bool,
+    /// Plain lines could not be written (stdout closed: `| head -1`): the grid stops as
+    /// on a signal, its running cells writing their checkpoints.
+    closed: std::cell::Cell<bool>,
 }
 
 impl Display {
@@ -174,14 +181,17 @@ impl Display {
         overall.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} cells {msg}").unwrap());
         overall.set_prefix("grid");
         overall.set_position(done as u64);
-        Display { multi, overall, interactive }
+        Display { multi, overall, interactive, closed: std::cell::Cell::new(false) }
     }
 
     fn say(&self, line: String) {
         if self.interactive {
             self.multi.println(line).ok();
-        } else {
-            println!("{line}");
+        } else if !self.closed.get() {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                self.closed.set(true);
+            }
         }
     }
 
@@ -246,8 +256,11 @@ impl<'a> Runner<'a> {
     /// nothing runs any more.
     fn launch(&mut self) -> Result<bool> {
         if self.signal.is_none() {
-            if let Some((s, _)) = self.flags.iter().find(|(_, f)| f.load(Ordering::Relaxed)) {
-                self.signal = Some(*s);
+            let closed = self.display.closed.get().then_some(libc::SIGPIPE);
+            if let Some(s) =
+                closed.or_else(|| self.flags.iter().find(|(_, f)| f.load(Ordering::Relaxed)).map(|(s, _)| *s))
+            {
+                self.signal = Some(s);
                 self.display.say(format!("signal {s}: stopping; each running cell writes its checkpoint"));
                 for (r, _) in &self.running {
                     // SAFETY: sending a signal to a child we started and have not reaped.

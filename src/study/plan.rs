@@ -174,6 +174,11 @@ impl Grid {
                 )));
             }
         } else {
+            // A cell directory that refuses the plan refuses it before grid.json is
+            // written: a refusal leaves nothing behind.
+            for cell in &grid.cells {
+                grid.state(cell)?;
+            }
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let file = GridFile {
                 tool: format!("resnet-cifar {}", env!("CARGO_PKG_VERSION")),
@@ -255,11 +260,17 @@ impl Grid {
         }
     }
 
-    /// Removes what a run that died before its first checkpoint left, so it starts anew.
+    /// Removes what a run that died before its first checkpoint left (its config.json,
+    /// metrics.csv and TensorBoard event files), so it starts anew.
     pub fn clear_unstarted(&self, cell: &Cell) -> Result<()> {
         let dir = self.cell_dir(cell);
-        for name in ["config.json", "metrics.csv"] {
-            let p = dir.join(name);
+        let mut left = vec![dir.join("config.json"), dir.join("metrics.csv")];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let events =
+                entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."));
+            left.extend(events.map(|e| e.path()));
+        }
+        for p in left {
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }

@@ -4,7 +4,9 @@
 //! gets a one-line error instead of silently overwriting the first one's results.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -12,25 +14,68 @@ use crate::error::{Error, Result};
 pub const LOCK_FILE: &str = ".lock";
 
 /// Held for as long as a run writes its directory; the lock goes with it (and with the
-/// process, however it ends).
+/// process, however it ends). A lock file this process created is removed when the lock is
+/// dropped, so that a command that refuses after taking the lock leaves the directory as
+/// it found it; [`lock`] checks after locking that the path still names the file it
+/// locked, so removing it cannot let two processes hold one directory.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+    created: Option<PathBuf>,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if let Some(path) = self.created.take() {
+            // Still locked while it is removed: a process that opened it before finds it
+            // gone after locking and tries again (see `lock`).
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Opens the lock file, creating it when missing; `true` when this call created it.
+fn open_lock(path: &Path) -> std::io::Result<Option<(File, bool)>> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => Ok(Some((f, true))),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => match OpenOptions::new().read(true).open(path) {
+            Ok(f) => Ok(Some((f, false))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None), // removed meanwhile: try again
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `path` still names the file open as `file`.
+fn still_there(file: &File, path: &Path) -> std::io::Result<bool> {
+    let held = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Locks the run directory `dir` (which must exist), or says who has it.
 pub fn lock(dir: &Path) -> Result<RunLock> {
     let path = dir.join(LOCK_FILE);
-    let file =
-        OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(Error::Config(format!(
-            "{} is in use: another train, --resume or study cell holds its lock; wait for it to finish, or use another --out",
-            dir.display()
-        ))),
-        Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    for _ in 0..100 {
+        let Some((file, created)) = open_lock(&path).map_err(|e| Error::io(&path, e))? else { continue };
+        let mut lock = RunLock { file, created: created.then(|| path.clone()) };
+        match lock.file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(in_use(dir)),
+            Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        if still_there(&lock.file, &path).map_err(|e| Error::io(&path, e))? {
+            return Ok(lock);
+        }
+        // The holder finished and removed the file between our open and our lock: the
+        // path is not ours to remove.
+        lock.created = None;
     }
+    Err(Error::Config(format!("{}: cannot take its lock (the lock file keeps changing)", path.display())))
 }
 
 /// The entries of `dir` other than the lock file, sorted (none when it does not exist).
@@ -49,20 +94,28 @@ pub fn contents(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Claims `dir` for a new run: creates it, locks it, and refuses it unless it is empty,
-/// naming what it found.
-pub fn claim_new(dir: &Path) -> Result<RunLock> {
-    if dir.join("metrics.csv").exists() {
-        return Err(Error::Config(format!(
-            "{} already holds a run (metrics.csv exists): continue it with `train --resume {0}`, choose another --out, \
-             or delete it to start over",
-            dir.display()
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let lock = lock(dir)?;
+/// The error for a directory whose lock another process holds.
+fn in_use(dir: &Path) -> Error {
+    Error::Config(format!(
+        "{} is in use: another train, --resume or study cell holds its lock; wait for it to finish, or use another \
+         --out",
+        dir.display()
+    ))
+}
+
+/// Whether another process holds the lock of `dir` (found without creating anything).
+fn held_elsewhere(dir: &Path) -> bool {
+    File::open(dir.join(LOCK_FILE)).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+}
+
+/// Refuses `dir` for a new run unless it is missing or empty (a lock file aside), naming
+/// what it found, or that another process holds it.
+fn refuse_non_empty(dir: &Path) -> Result<()> {
     let found = contents(dir)?;
     if !found.is_empty() {
+        if held_elsewhere(dir) {
+            return Err(in_use(dir));
+        }
         let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
         let more = if found.len() > 5 { format!(" and {} more", found.len() - 5) } else { String::new() };
         return Err(Error::Config(format!(
@@ -71,7 +124,55 @@ pub fn claim_new(dir: &Path) -> Result<RunLock> {
             shown.join(", ")
         )));
     }
-    Ok(lock)
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents; returns the topmost directory created, if any.
+fn create_dirs(dir: &Path) -> Result<Option<PathBuf>> {
+    let mut top = None;
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        top = Some(d.to_path_buf());
+        at = d.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(top)
+}
+
+/// Removes the directories [`create_dirs`] made (only while they are empty).
+fn remove_dirs(dir: &Path, top: Option<PathBuf>) {
+    let Some(top) = top else { return };
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if std::fs::remove_dir(d).is_err() || d == top {
+            break;
+        }
+        at = d.parent();
+    }
+}
+
+/// Claims `dir` for a new run: refuses it unless it is missing or empty, naming what it
+/// found, then creates and locks it. A refusal creates nothing: the check comes before
+/// the directory and its lock are made, and is repeated once the lock is held (another
+/// process may have written meanwhile), undoing what this call made.
+pub fn claim_new(dir: &Path) -> Result<RunLock> {
+    if dir.join("metrics.csv").exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a run (metrics.csv exists): continue it with `train --resume {0}`, choose another --out, \
+             or delete it to start over",
+            dir.display()
+        )));
+    }
+    refuse_non_empty(dir)?;
+    let made = create_dirs(dir)?;
+    let checked = lock(dir).and_then(|lock| refuse_non_empty(dir).map(|()| lock));
+    if checked.is_err() {
+        remove_dirs(dir, made);
+    }
+    checked
 }
 
 #[cfg(test)]
@@ -101,5 +202,42 @@ mod tests {
         assert_eq!(std::fs::read_to_string(fresh.join("notes.txt")).unwrap(), "mine");
         std::fs::write(fresh.join("metrics.csv"), "epoch\n").unwrap();
         assert!(claim_new(&fresh).unwrap_err().to_string().contains("--resume"));
+    }
+
+    #[test]
+    fn a_refusal_leaves_no_lock_file_and_no_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("config.json"), "{}").unwrap();
+        assert!(claim_new(&run).is_err());
+        assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1, "only config.json");
+        // A directory made by the claim goes again when the claim is refused.
+        let held = lock(&run).unwrap();
+        drop(held);
+        assert!(!run.join(LOCK_FILE).exists(), "a lock file the lock created goes with it");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(claim_new(&file.join("a/b")).is_err());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_lock_file_that_was_there_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(LOCK_FILE), "").unwrap();
+        drop(lock(tmp.path()).unwrap());
+        assert!(tmp.path().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn a_lock_taken_on_a_removed_file_is_taken_again_on_the_new_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = lock(tmp.path()).unwrap();
+        let stale = File::open(tmp.path().join(LOCK_FILE)).unwrap();
+        drop(first); // removes the file it created
+        stale.try_lock().unwrap(); // a lock on the removed file holds nothing
+        let second = lock(tmp.path()).unwrap();
+        assert!(still_there(&second.file, &tmp.path().join(LOCK_FILE)).unwrap());
     }
 }

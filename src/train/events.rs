@@ -31,7 +31,7 @@ impl RunEvents {
     /// A new run's event file, opening with its `config.json` as text.
     pub fn create(dir: &Path, log_every: i64, histograms: bool, config_json: &str) -> Result<Self> {
         let mut log = EventLog::create(dir)?;
-        log.text(tags::CONFIG, 0, &format!("```\n{config_json}\n```"))?;
+        log.text(tags::CONFIG, 0, &code_block(config_json))?;
         log.flush()?;
         Ok(RunEvents { log, log_every, histograms, pending: Vec::new() })
     }
@@ -113,5 +113,25 @@ fn histogram(t: &Tensor) -> HistogramProto {
         sum_squares: (&x * &x).sum(Kind::Double).double_value(&[]),
         bucket_limit: (1..=HISTOGRAM_BINS).map(|i| lo + width * i as f64).collect(),
         bucket: counts,
+    }
+}
+
+/// `text` as one Markdown code block (TensorBoard renders text summaries as Markdown): the
+/// fence is longer than any run of backticks in it (a path may hold some), so nothing in
+/// it can close the block.
+fn code_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}\n{text}\n{fence}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_text_closes_its_code_block() {
+        assert_eq!(super::code_block("{}"), "```\n{}\n```");
+        let hostile = "{\"out_dir\": \"/r/```\\n<img src=x onerror=alert(1)>\"}";
+        let block = super::code_block(hostile);
+        assert!(block.starts_with("````\n") && block.ends_with("\n````"), "{block}");
     }
 }
