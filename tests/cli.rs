@@ -103,6 +103,43 @@ fn bench_prints_one_json_line_for_training_and_evaluation() {
     assert_one_line_error(&["bench", "--precision", "fp8"], "fp8");
 }
 
+/// `bench --count-ops`: the top-level ATen calls of a ResNet-20 step, by part. The SGD
+/// update is one call whatever the depth (fused), the parts add up to the total, and the
+/// whole step stays under PyTorch eager's 244 (fp32) and 266 (bf16) calls, measured with
+/// torch.profiler by bench/pytorch_train.py --count-ops.
+#[test]
+fn bench_counts_the_aten_calls_of_a_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic_data_dir(tmp.path());
+    for (precision, pytorch) in [("fp32", 244.0), ("bf16", 266.0)] {
+        let o = bin()
+            .args(["bench", "--count-ops", "--json", "--precision", precision, "--depth", "20", "--batch-size", "16"])
+            .args(["--iters", "2", "--warmup", "1", "--device", "cpu", "--threads", "1", "--data-dir"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let ops = &v["ops"];
+        let part = |k: &str| ops[k].as_f64().unwrap_or_else(|| panic!("{k} in {ops}"));
+        assert_eq!(part("optimizer"), 1.0, "{ops}");
+        assert!(part("forward_backward") > 100.0, "{ops}");
+        assert_eq!(part("forward_backward") + part("optimizer") + part("other"), part("ops_per_step"), "{ops}");
+        assert!(part("ops_per_step") <= pytorch, "{precision}: {ops} above PyTorch eager's {pytorch}");
+    }
+    // The table without --json, with the calls by name.
+    let o = bin()
+        .args(["bench", "--count-ops", "--list-ops", "--depth", "8", "--batch-size", "8", "--iters", "1"])
+        .args(["--warmup", "0", "--device", "cpu", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("aten::_fused_sgd_") && stdout.contains("total"), "{stdout}");
+    assert_one_line_error(&["bench", "--count-ops", "--mode", "eval"], "--mode train");
+}
+
 #[test]
 fn a_bf16_run_records_its_precision_and_resumes_in_it() {
     let tmp = tempfile::tempdir().unwrap();
