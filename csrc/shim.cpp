@@ -268,65 +268,43 @@ char* rc_graph_new(int device, RcGraph** out) {
 
 void rc_graph_free(RcGraph* g) { delete g; }
 
+#ifdef RESNET_CIFAR_SHIM_CUDA
 // Work issued from here on goes to the side stream, after all that the device holds (a
 // device synchronisation: this happens once, for warm-up and capture, never per step).
 char* rc_graph_enter_side_stream(RcGraph* g) {
-#ifdef RESNET_CIFAR_SHIM_CUDA
     return guarded([&] {
         c10::cuda::set_device(g->device);
         c10::cuda::device_synchronize();
         g->before = c10::cuda::getCurrentCUDAStream(g->device);
         c10::cuda::setCurrentCUDAStream(g->side);
     });
-#else
-    (void)g;
-    return message("no CUDA");
-#endif
 }
 
 // Back to the stream from before, once the side stream's work is done.
 char* rc_graph_leave_side_stream(RcGraph* g) {
-#ifdef RESNET_CIFAR_SHIM_CUDA
     return guarded([&] {
         c10::cuda::device_synchronize();
         if (g->before) c10::cuda::setCurrentCUDAStream(*g->before);
         g->before.reset();
     });
-#else
-    (void)g;
-    return message("no CUDA");
-#endif
 }
 
 // Starts capturing the side stream's work (call between enter and leave). The default
 // CUDA generator is registered, so random ops in the graph draw fresh numbers on each
 // replay from the generator's seed and offset at that time.
-char* rc_graph_capture_begin(RcGraph* g) {
-#ifdef RESNET_CIFAR_SHIM_CUDA
-    return guarded([&] { g->graph.capture_begin(); });
-#else
-    (void)g;
-    return message("no CUDA");
-#endif
-}
+char* rc_graph_capture_begin(RcGraph* g) { return guarded([&] { g->graph.capture_begin(); }); }
 
-char* rc_graph_capture_end(RcGraph* g) {
-#ifdef RESNET_CIFAR_SHIM_CUDA
-    return guarded([&] { g->graph.capture_end(); });
-#else
-    (void)g;
-    return message("no CUDA");
-#endif
-}
+char* rc_graph_capture_end(RcGraph* g) { return guarded([&] { g->graph.capture_end(); }); }
 
 // Replays the captured work on the current stream.
-char* rc_graph_replay(RcGraph* g) {
-#ifdef RESNET_CIFAR_SHIM_CUDA
-    return guarded([&] { g->graph.replay(); });
+char* rc_graph_replay(RcGraph* g) { return guarded([&] { g->graph.replay(); }); }
 #else
-    (void)g;
-    return message("no CUDA");
+// Without CUDA no graph exists (rc_graph_new refuses), so these are never reached.
+char* rc_graph_enter_side_stream(RcGraph*) { return message("no CUDA"); }
+char* rc_graph_leave_side_stream(RcGraph*) { return message("no CUDA"); }
+char* rc_graph_capture_begin(RcGraph*) { return message("no CUDA"); }
+char* rc_graph_capture_end(RcGraph*) { return message("no CUDA"); }
+char* rc_graph_replay(RcGraph*) { return message("no CUDA"); }
 #endif
-}
 
 }  // extern "C"
