@@ -164,7 +164,11 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
             BenchMode::Eval => "eval",
         },
         depth: cfg.model.depth,
-        batch_size: cfg.batch_size,
+        // What ran: evaluation goes in batches of EVAL_BATCH whatever --batch-size says.
+        batch_size: match cfg.mode {
+            BenchMode::Train => cfg.batch_size,
+            BenchMode::Eval => crate::evaluate::EVAL_BATCH,
+        },
         precision: cfg.compute.precision.to_string(),
         layout: cfg.compute.layout.to_string(),
         device: crate::device::device_name(cfg.device),

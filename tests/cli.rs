@@ -88,6 +88,8 @@ fn bench_prints_one_json_line_for_training_and_evaluation() {
         assert_eq!(v["precision"], precision);
         assert_eq!(v["layout"], "channels-last");
         let expected_images = if mode == "train" { 2 * 32 } else { 2 * 10_000 };
+        // The batch that ran: evaluation goes in batches of 500 whatever --batch-size says.
+        assert_eq!(v["batch_size"], if mode == "train" { 32 } else { 500 });
         assert_eq!(v["images"], expected_images);
         assert!(v["images_per_sec"].as_f64().unwrap() > 0.0);
         assert!(v["peak_rss_mib"].as_f64().unwrap() > 10.0);

@@ -78,6 +78,7 @@ pub struct BenchArgs {
     /// train: whole training steps; eval: passes over the test set.
     #[arg(long, value_enum, default_value_t = BenchMode::Train)]
     pub mode: BenchMode,
+    /// Training batch (evaluation always runs in batches of 500, and the JSON says so).
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch_size: i64,
     /// Timed steps (eval: timed passes over the test set).
