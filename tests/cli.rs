@@ -187,3 +187,34 @@ fn num_classes_comes_from_the_data_set_and_summary_takes_any() {
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("fully connected, 100-way") && s.contains("6500"), "{s}");
 }
+
+/// `eval --weights RUN/best.safetensors` without `--data-dir`, from another directory, uses
+/// the data directory that the run recorded, and says so in one line.
+#[test]
+fn eval_of_a_runs_checkpoint_uses_the_runs_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    synthetic_data_dir(&data);
+    let run = tmp.path().join("run");
+    let o = bin()
+        .args(["train", "--epochs", "1", "--depth", "8", "--limit-train", "128", "--limit-test", "64"])
+        .args(["--batch-size", "64", "--device", "cpu", "--threads", "1", "--no-tensorboard", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let o = bin()
+        .current_dir(&elsewhere)
+        .args(["eval", "--json", "--limit-test", "64", "--device", "cpu", "--weights"])
+        .arg(run.join("best.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("using the run's data directory") && stderr.lines().count() == 1, "{stderr}");
+}

@@ -255,10 +255,24 @@ impl WeightsArgs {
         let overrides =
             ModelOverrides { arch: self.arch, depth: self.depth, shortcut: self.shortcut, block: self.block };
         let loaded = load_model(&self.weights, &overrides, device, compute)?;
-        let data = self.data.source(dataset_for(&loaded.checkpoint, self.data.choice())?);
+        let mut data = self.data.source(dataset_for(&loaded.checkpoint, self.data.choice())?);
+        if self.data.data_dir.is_none() {
+            if let Some(dir) = recorded_data_dir(&self.weights, &data) {
+                eprintln!("using the run's data directory {} (its config.json; --data-dir to choose)", dir.display());
+                data.dir = dir;
+            }
+        }
         let normalizer = normalizer_for(&loaded.checkpoint, self.normalize, &data)?.to_device(device);
         Ok((loaded, normalizer, data))
     }
+}
+
+/// The data directory that the run holding `weights` recorded, where that run trained on
+/// `data`'s data set and the directory exists (a checkpoint given without `--data-dir`).
+fn recorded_data_dir(weights: &std::path::Path, data: &DataSource) -> Option<PathBuf> {
+    let run = weights.parent().filter(|p| p.join("config.json").is_file())?;
+    let cfg = train::config::config_from_run(run).ok()?;
+    (cfg.dataset == data.dataset && cfg.data_dir != data.dir && cfg.data_dir.is_dir()).then_some(cfg.data_dir)
 }
 
 #[derive(Debug, Clone, Args)]
