@@ -301,7 +301,7 @@ pub fn ops_table(r: &BenchResult, ops: &OpCounts) -> String {
     out
 }
 
-/// The counter's phases (indices of [`crate::native::OP_PHASES`]).
+/// The parts of a step that the counter keeps apart (its phases).
 const OTHER: usize = 0;
 const FORWARD_BACKWARD: usize = 1;
 const OPTIMIZER: usize = 2;

@@ -17,6 +17,15 @@ fn synthetic_data_dir(dir: &Path) {
     common::link_data(dir);
 }
 
+/// `resnet-cifar bench ARGS --device cpu --data-dir DATA`: its one JSON line, after
+/// asserting success.
+fn bench_json(args: &[&str], data: &Path) -> serde_json::Value {
+    let o = bin().arg("bench").args(args).args(["--device", "cpu", "--data-dir"]).arg(data).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 #[test]
 fn seed_flags_train_without_a_subcommand() {
     let tmp = tempfile::tempdir().unwrap();
@@ -75,15 +84,26 @@ fn bench_prints_one_json_line_for_training_and_evaluation() {
     let tmp = tempfile::tempdir().unwrap();
     synthetic_data_dir(tmp.path());
     for (mode, precision) in [("train", "bf16"), ("eval", "fp32")] {
-        let o = bin()
-            .args(["bench", "--mode", mode, "--precision", precision, "--depth", "8", "--batch-size", "32"])
-            .args(["--iters", "2", "--warmup", "1", "--profile", "--device", "cpu", "--threads", "2", "--data-dir"])
-            .arg(tmp.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let v = bench_json(
+            &[
+                "--mode",
+                mode,
+                "--precision",
+                precision,
+                "--depth",
+                "8",
+                "--batch-size",
+                "32",
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+                "--profile",
+                "--threads",
+                "2",
+            ],
+            tmp.path(),
+        );
         assert_eq!(v["mode"], mode);
         assert_eq!(v["precision"], precision);
         assert_eq!(v["layout"], "channels-last");
@@ -114,15 +134,25 @@ fn bench_counts_the_aten_calls_of_a_step() {
     let tmp = tempfile::tempdir().unwrap();
     synthetic_data_dir(tmp.path());
     for (precision, pytorch) in [("fp32", 244.0), ("bf16", 266.0)] {
-        let o = bin()
-            .args(["bench", "--count-ops", "--json", "--precision", precision, "--depth", "20", "--batch-size", "16"])
-            .args(["--iters", "2", "--warmup", "1", "--device", "cpu", "--threads", "1", "--data-dir"])
-            .arg(tmp.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let v = bench_json(
+            &[
+                "--count-ops",
+                "--json",
+                "--precision",
+                precision,
+                "--depth",
+                "20",
+                "--batch-size",
+                "16",
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+                "--threads",
+                "1",
+            ],
+            tmp.path(),
+        );
         let ops = &v["ops"];
         let part = |k: &str| ops[k].as_f64().unwrap_or_else(|| panic!("{k} in {ops}"));
         assert_eq!(part("optimizer"), 1.0, "{ops}");
