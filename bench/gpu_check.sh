@@ -35,6 +35,16 @@ if [ -n "${RESNET_CIFAR_PREBUILT:-}" ]; then
     BIN=$RESNET_CIFAR_PREBUILT/resnet-cifar
     PVR=$RESNET_CIFAR_PREBUILT/plain_vs_residual
     RESNET_CIFAR_PYTHON=${RESNET_CIFAR_PYTHON:-python3}
+    # Binaries from scripts/build-for-torch.sh: they run on this box's own torch libraries,
+    # which must be the release they were built for (BUILD.txt says which).
+    box_torch=$("$RESNET_CIFAR_PYTHON" -c 'import torch; print(torch.__version__.split("+")[0])') ||
+        fail "no importable torch in $RESNET_CIFAR_PYTHON (set RESNET_CIFAR_PYTHON)"
+    built_for=$(sed -n 's/^torch (libtorch) \([0-9.]*\).*/\1/p' "$RESNET_CIFAR_PREBUILT/BUILD.txt" 2>/dev/null)
+    if [ -n "$built_for" ] && [ "$built_for" != "$box_torch" ]; then
+        fail "the binaries in $RESNET_CIFAR_PREBUILT were built for torch $built_for, this box has $box_torch: rebuild them with scripts/build-for-torch.sh $box_torch"
+    fi
+    torch_lib=$("$RESNET_CIFAR_PYTHON" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
     source scripts/env.sh
     resnet_cifar_setup || exit 1

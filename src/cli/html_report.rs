@@ -30,6 +30,8 @@ pub struct ReportArgs {
     /// Device for --eval: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
+    #[command(flatten)]
+    pub threads: super::Threads,
     /// The page's title [default: from the paths].
     #[arg(long)]
     pub title: Option<String>,

@@ -113,6 +113,23 @@ pub struct BenchArgs {
     pub threads: Option<i32>,
 }
 
+/// `--threads`, for every command that reads data or runs a network.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Threads {
+    /// CPU threads for libtorch [default: libtorch's choice].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: Option<i32>,
+}
+
+impl Threads {
+    /// Sets libtorch's CPU threads when the flag was given.
+    pub fn apply(self) {
+        if let Some(t) = self.threads {
+            tch::set_num_threads(t);
+        }
+    }
+}
+
 /// Where an analysis writes its table and figure.
 #[derive(Debug, Clone, Args)]
 pub struct TableOutput {
@@ -176,6 +193,8 @@ pub struct GradFlowArgs {
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
     #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
     pub out: TableOutput,
 }
 
@@ -194,6 +213,8 @@ pub struct ResponsesArgs {
     pub limit_test: Option<usize>,
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
+    #[command(flatten)]
+    pub threads: Threads,
     #[command(flatten)]
     pub out: TableOutput,
 }
@@ -243,6 +264,8 @@ pub struct WeightsArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device_arg)]
     pub device: Device,
+    #[command(flatten)]
+    pub threads: Threads,
     /// The data set (the checkpoint's own unless it records none) and its directory.
     #[command(flatten)]
     pub data: DataArgs,
@@ -359,6 +382,15 @@ impl std::error::Error for Reported {}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    let threads = match &cli.command {
+        Some(Command::Eval(a)) => a.weights.threads,
+        Some(Command::Predict(a)) => a.weights.threads,
+        Some(Command::GradFlow(a)) => a.threads,
+        Some(Command::Responses(a)) => a.threads,
+        Some(Command::Report(a)) => a.threads,
+        _ => Threads { threads: None },
+    };
+    threads.apply();
     match cli.command {
         None => train_command(cli.train),
         Some(Command::Train(args)) => train_command(args),
