@@ -53,6 +53,9 @@ stage=target/torch-$version
 src=$stage/src
 out=${out:-$stage/bin}
 mkdir -p "$src" "$out"
+# What is built: the commit and whether the tree differed from it, taken when it is copied.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 echo "copying the working tree to $src (tch $tch for torch $version)" >&2
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
     if [ -e "$f" ]; then
@@ -68,8 +71,6 @@ grep -q "^tch = \"=$tch\"" "$src/Cargo.toml" && grep -q "^torch-sys = \"=$tch\""
 bin=$stage/target/release
 cp "$bin/resnet-cifar" "$out/"
 find "$bin/examples" -maxdepth 1 -type f -executable ! -name '*-*' -exec cp {} "$out/" \;
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 cat > "$out/BUILD.txt" <<EOF
 resnet-cifar $commit$dirty, built $(date -u +%Y-%m-%dT%H:%MZ) on $(uname -m)
 torch (libtorch) $("$RESNET_CIFAR_PYTHON" -c 'import torch; print(torch.__version__)'), tch $tch${features[*]:+, ${features[*]}}
