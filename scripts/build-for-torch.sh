@@ -52,6 +52,9 @@ resnet_cifar_setup || exit 1
 stage=target/torch-$version
 src=$stage/src
 out=${out:-$stage/bin}
+# A fresh copy each time (a file deleted from the tree must not linger); cp -p keeps the
+# modification times, so cargo rebuilds only what changed.
+rm -rf "$src"
 mkdir -p "$src" "$out"
 # What is built: the commit and whether the tree differed from it, taken when it is copied.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
