@@ -175,7 +175,7 @@ grid={grid}
 exe={exe}
 echo "task $SLURM_ARRAY_TASK_ID of job ${{SLURM_ARRAY_JOB_ID:-?}} on $(hostname) at $(date -Is), restart ${{SLURM_RESTART_COUNT:-0}}"
 got=
-"$exe" --run-cell "$SLURM_ARRAY_TASK_ID" --out "$grid" --device {device} --threads "${{SLURM_CPUS_PER_TASK:-1}}" &
+"$exe" study --run-cell "$SLURM_ARRAY_TASK_ID" --out "$grid" --device {device} --threads "${{SLURM_CPUS_PER_TASK:-1}}" &
 child=$!
 trap 'got=USR1; kill -USR1 "$child" 2>/dev/null' USR1
 trap 'got=TERM; kill -TERM "$child" 2>/dev/null' TERM
@@ -210,7 +210,7 @@ pub fn collect_script_for(dir: &Path, exe: &Path, opts: &SlurmOptions) -> Result
     s.push_str(&format!("#SBATCH --output={}\n#SBATCH --cpus-per-task=1\n", output_path(&dir_text, "collect.out")));
     s.push_str(&format!(
         "\n# Aggregates the grid in \"$grid\" once every array task has ended (submitted with \
-         --dependency=afterany).\ngrid={}\nexe={}\nexec \"$exe\" --collect \"$grid\"\n",
+         --dependency=afterany).\ngrid={}\nexe={}\nexec \"$exe\" study --collect \"$grid\"\n",
         quote(&dir_text),
         quote(&exe_text)
     ));
@@ -309,7 +309,7 @@ mod tests {
             "#SBATCH --signal=B:USR1@120",
             "#SBATCH --qos=long",
             "exe=/opt/bin/pvr\n",
-            "\"$exe\" --run-cell \"$SLURM_ARRAY_TASK_ID\" --out \"$grid\" --device cuda:0 --threads \"${SLURM_CPUS_PER_TASK:-1}\" &",
+            "\"$exe\" study --run-cell \"$SLURM_ARRAY_TASK_ID\" --out \"$grid\" --device cuda:0 --threads \"${SLURM_CPUS_PER_TASK:-1}\" &",
             "trap 'got=USR1; kill -USR1 \"$child\" 2>/dev/null' USR1",
             "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"",
         ] {
@@ -329,7 +329,7 @@ mod tests {
         let g = grid(tmp.path());
         let s = collect_script(&g, Path::new("/opt/bin/pvr"), &SlurmOptions::default()).unwrap();
         assert!(
-            s.contains(&format!("grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" --collect \"$grid\"", tmp.path().display())),
+            s.contains(&format!("grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" study --collect \"$grid\"", tmp.path().display())),
             "{s}"
         );
         let (a, c) = write_scripts(&g, Path::new("/x"), &SlurmOptions::default()).unwrap();
