@@ -33,11 +33,8 @@ fn plain_vs_residual_trains_both_nets_and_prints_their_curves_side_by_side() {
     assert!(rows.iter().all(|r| r.len() == 5 && r[1..].iter().all(|e| (0.0..=100.0).contains(e))), "{stdout}");
     // The final errors of each are the last row's, and the runs' own metrics.csv.
     for (name, cols) in [("plain-8", 1..3), ("resnet-8", 3..5)] {
-        let line = format!(
-            "{name}: final train error {:.2}%, test error {:.2}%",
-            rows[1][cols.start],
-            rows[1][cols.end - 1]
-        );
+        let line =
+            format!("{name}: final train error {:.2}%, test error {:.2}%", rows[1][cols.start], rows[1][cols.end - 1]);
         assert!(stdout.contains(&line), "`{line}` not in\n{stdout}");
         let metrics = std::fs::read_to_string(out.join(name).join("metrics.csv")).unwrap();
         assert_eq!(metrics.lines().count(), 3, "{name}: header and two epochs");

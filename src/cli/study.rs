@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, CommandFactory, Parser};
 
-use resnet_cifar::study::local::{self, LocalOptions};
 use resnet_cifar::study::binary::ScriptBinary;
+use resnet_cifar::study::local::{self, LocalOptions};
 use resnet_cifar::study::slurm::{self, SlurmOptions};
 use resnet_cifar::study::{self, Grid, GridSpec};
 use resnet_cifar::{Arch, Error};

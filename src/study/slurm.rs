@@ -329,7 +329,10 @@ mod tests {
         let g = grid(tmp.path());
         let s = collect_script(&g, Path::new("/opt/bin/pvr"), &SlurmOptions::default()).unwrap();
         assert!(
-            s.contains(&format!("grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" study --collect \"$grid\"", tmp.path().display())),
+            s.contains(&format!(
+                "grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" study --collect \"$grid\"",
+                tmp.path().display()
+            )),
             "{s}"
         );
         let (a, c) = write_scripts(&g, Path::new("/x"), &SlurmOptions::default()).unwrap();
