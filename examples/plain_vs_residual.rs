@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value_os_t = Dataset::Cifar10.default_dir())]
     data_dir: PathBuf,
     /// Where the two run directories go: OUT/plain-DEPTH and OUT/resnet-DEPTH (new or empty).
-    #[arg(long, default_value = "runs/plain_vs_residual")]
+    #[arg(long, default_value = "runs/plain_vs_residual_example")]
     out: PathBuf,
 }
 
