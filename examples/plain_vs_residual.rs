@@ -38,7 +38,7 @@ struct Args {
     /// Epochs of each (the learning rate drops by 10 at 50 % and 75 % of them).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..))]
     epochs: i64,
-    /// Train on the first N training images only (5000: about a minute on a CPU).
+    /// Train on the first N training images only (e.g. 5000, for a short run on a CPU).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     limit_train: Option<usize>,
     /// Evaluate on the first N test images only.

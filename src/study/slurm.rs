@@ -3,7 +3,9 @@
 //! array has ended (`--dependency=afterany`). Preemption-safe: Slurm sends SIGUSR1 120 s
 //! before the time limit (`--signal=B:USR1@120`), the batch script passes it to the cell,
 //! which writes its checkpoint and stops, and the script requeues the task; a requeue or
-//! preemption (SIGTERM) does the same. A task that runs again resumes exactly.
+//! preemption (SIGTERM) does the same. A task that runs again resumes exactly. Each task
+//! runs `EXE study --run-cell N`, with `EXE` chosen by [`super::binary::ScriptBinary`] so
+//! that a `cargo clean` after submitting cannot take it away.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
