@@ -33,7 +33,6 @@ warmup=${GPU_CHECK_WARMUP:-30}
 
 if [ -n "${RESNET_CIFAR_PREBUILT:-}" ]; then
     BIN=$RESNET_CIFAR_PREBUILT/resnet-cifar
-    PVR=$RESNET_CIFAR_PREBUILT/plain_vs_residual
     RESNET_CIFAR_PYTHON=${RESNET_CIFAR_PYTHON:-python3}
     # Binaries from scripts/build-for-torch.sh: they run on this box's own torch libraries,
     # which must be the release they were built for (BUILD.txt says which).
@@ -48,9 +47,8 @@ if [ -n "${RESNET_CIFAR_PREBUILT:-}" ]; then
 else
     source scripts/env.sh
     resnet_cifar_setup || exit 1
-    cargo build --release --examples --features fault-injection || fail "build failed"
+    cargo build --release --features fault-injection || fail "build failed"
     BIN=target/release/resnet-cifar
-    PVR=target/release/examples/plain_vs_residual
 fi
 PY=$RESNET_CIFAR_PYTHON
 export BIN PY
@@ -152,7 +150,7 @@ if $BIN train $small --out "$work/ref" >/dev/null 2>&1; then
     fi
 fi
 grid=failed
-$PVR --depths 8 --seeds 0 --out "$work/grid" --devices "$dev" --epochs 1 --limit-train 1024 --limit-test 256 \
+$BIN study --depths 8 --seeds 0 --out "$work/grid" --devices "$dev" --epochs 1 --limit-train 1024 --limit-test 256 \
     --data-dir "$data" --quiet >/dev/null 2>&1 && [ -f "$work/grid/results.json" ] && grid=passed
 
 # 5. The paper's schedule with the time left.

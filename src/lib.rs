@@ -22,7 +22,8 @@
 //!    (images/s and memory), [`viz`] (every figure, one drawing path), [`tensorboard`]
 //!    (event files), [`html`] (the self-contained HTML report of runs and studies).
 //! 6. **The study**: [`study`] (Fig. 6 and Table 6 as a grid of runs, on every core and GPU
-//!    of a box or as a Slurm job array).
+//!    of a box or as a Slurm job array; the binary's `resnet-cifar study` runs it).
+//!    `examples/plain_vs_residual.rs` is the same comparison at one depth, on this API alone.
 //!
 //! The command line is the binary's (`src/main.rs`, `src/cli/`): raw flags there, checked
 //! into the configurations above; the library's errors are [`Error`], typed, with no exit codes.

@@ -27,10 +27,15 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(resnet_cifar::Error::Interrupted { signal, .. }) = e.downcast_ref() {
-                eprintln!("{e}");
-                return ExitCode::from((128 + signal) as u8);
-            }
+            let code = match e.downcast_ref() {
+                Some(resnet_cifar::Error::Interrupted { signal, .. }) => {
+                    eprintln!("{e}");
+                    return ExitCode::from((128 + signal) as u8);
+                }
+                // A study grid stopped by a signal (or a closed stdout): 128 + its number.
+                Some(resnet_cifar::Error::GridInterrupted { signal, .. }) => ExitCode::from((128 + signal) as u8),
+                _ => ExitCode::FAILURE,
+            };
             if e.downcast_ref::<cli::Reported>().is_some() {
                 return ExitCode::FAILURE;
             }
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("error: {}", one_line(&msg));
-            ExitCode::FAILURE
+            code
         }
     }
 }

@@ -108,11 +108,7 @@ fn a_study_cell_out_of_memory_is_one_line_in_its_log() {
         "--depths 8 --archs resnet --seeds 0 --epochs 1 --limit-train 128 --limit-test 64 --batch-size 64 --jobs 1 \
          --device cpu --quiet --out {d}/grid --data-dir {d}/data"
     );
-    let o = Command::new(common::example_bin())
-        .args(args.split_whitespace())
-        .env("RESNET_CIFAR_TEST_PAUSE", "oom:1")
-        .output()
-        .unwrap();
+    let o = common::study().args(args.split_whitespace()).env("RESNET_CIFAR_TEST_PAUSE", "oom:1").output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("1 cell(s) failed: resnet-8-seed-0") || stderr.contains("1 cell(s) failed"), "{stderr}");
@@ -120,6 +116,6 @@ fn a_study_cell_out_of_memory_is_one_line_in_its_log() {
     let log = std::fs::read_to_string(tmp.path().join("grid/logs/resnet-8-seed-0.log")).unwrap();
     assert!(!log.contains("panicked"), "{log}");
     // Run again without the fault: the cell trains and the grid ends.
-    let o = Command::new(common::example_bin()).args(args.split_whitespace()).output().unwrap();
+    let o = common::study().args(args.split_whitespace()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

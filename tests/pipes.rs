@@ -124,8 +124,7 @@ fn a_study_whose_output_is_closed_stops_and_continues_when_run_again() {
     let tmp = tempfile::tempdir().unwrap();
     common::link_data(&tmp.path().join("data"));
     let args = format!("--out {0}/grid --data-dir {0}/data {STUDY}", tmp.path().display());
-    let study = common::example_bin();
-    let o = Command::new(&study)
+    let o = common::study()
         .args(args.split_whitespace())
         .env("RUST_BACKTRACE", "1")
         .stdout(closed_pipe())
@@ -139,15 +138,15 @@ fn a_study_whose_output_is_closed_stops_and_continues_when_run_again() {
     // Into `head -1`: the first line, then the grid stops (or ends) quietly.
     let o = Command::new("bash")
         .arg("-c")
-        .arg(format!("\"$0\" {args} | head -1; exit ${{PIPESTATUS[0]}}"))
-        .arg(&study)
+        .arg(format!("\"$0\" study {args} | head -1; exit ${{PIPESTATUS[0]}}"))
+        .arg(bin())
         .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     no_panic("study | head -1", o.status, &o.stderr);
     eprintln!("study | head -1: {:?}, printed {:?}", o.status, String::from_utf8_lossy(&o.stdout).trim());
     // Run again with an open stdout: the grid ends, every cell finished.
-    let o = Command::new(&study).args(args.split_whitespace()).output().unwrap();
+    let o = common::study().args(args.split_whitespace()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(tmp.path().join("grid/results.md")).unwrap();
     assert!(md.contains("| plain-8 |") && md.contains("| resnet-8 |"), "{md}");

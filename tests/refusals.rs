@@ -1,5 +1,5 @@
 //! A refusal leaves no trace (issue #25): every command that refuses (train, `train
-//! --resume`, the study runner `plain_vs_residual`, landscape, report, plot, eval) is run
+//! --resume`, the study runner `study`, landscape, report, plot, eval) is run
 //! on a scratch tree, and the tree afterwards must equal the tree before, byte for byte,
 //! recursively (`common::tree`): no lock file, no directory, no half-written output.
 //! Table-driven; the rows are the issue's: a foreign `config.json`, a run in use, a
@@ -339,11 +339,10 @@ fn permission_rows() -> Vec<Row> {
 
 fn run(row: &Row, dir: &Path) -> Output {
     let args = row.args.replace("{T}", TINY).replace("{S}", STUDY).replace("{D}", &dir.display().to_string());
-    let program = match row.program {
-        Program::Cli => PathBuf::from(env!("CARGO_BIN_EXE_resnet-cifar")),
-        Program::Study => common::example_bin(),
-    };
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_resnet-cifar"));
+    if let Program::Study = row.program {
+        cmd.arg("study");
+    }
     cmd.args(args.split_whitespace()).args(row.extra).env("RUST_BACKTRACE", "1").current_dir(dir);
     cmd.stdin(Stdio::null()).output().unwrap()
 }

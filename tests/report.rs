@@ -146,7 +146,7 @@ fn a_four_cell_study_writes_a_report_that_renders_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::shared_data_dir();
     let out = tmp.path().join("study");
-    let mut c = Command::new(common::example_bin());
+    let mut c = common::study();
     c.args(["--depths", "8,14", "--seeds", "0", "--epochs", "2", "--limit-train", "256", "--limit-test", "128"])
         .args(["--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet", "--data-dir"])
         .arg(data)

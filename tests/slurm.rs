@@ -14,22 +14,6 @@ mod common;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn example_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(p) => p,
-    };
-    let bin = profile_dir.join("examples").join("plain_vs_residual");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
-        .current_dir(ROOT)
-        .status();
-    assert!(built.is_ok_and(|s| s.success()) && bin.is_file(), "cannot build {}", bin.display());
-    bin
-}
-
 /// The daemons of one test, stopped by PID when dropped.
 struct Cluster {
     state: PathBuf,
@@ -118,9 +102,9 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     };
     let data_dir = tmp.path().join("data");
     common::link_data(&data_dir);
-    let bin = example_bin();
+    let bin = env!("CARGO_BIN_EXE_resnet-cifar");
     let grid_args = |out: &Path, archs: &str| -> Vec<String> {
-        let mut v: Vec<String> = ["--depths", "8", "--archs", archs, "--seeds", "0", "--epochs", "3"]
+        let mut v: Vec<String> = ["study", "--depths", "8", "--archs", archs, "--seeds", "0", "--epochs", "3"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -136,7 +120,7 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     let mut submit = grid_args(&grid, "plain,resnet");
     submit.extend(["--slurm", "--submit", "--cpus-per-task", "1", "--partition", "debug"].map(String::from));
     let o = cluster
-        .cmd(bin.to_str().unwrap())
+        .cmd(bin)
         .args(&submit)
         .env("RESNET_CIFAR_TEST_PAUSE", "iteration:12@SLURM_ARRAY_TASK_ID=1")
         .output()
@@ -150,6 +134,11 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     let script = read(&grid.join("slurm/array.sbatch"));
     assert!(script.contains("#SBATCH --array=0-1") && script.contains("#SBATCH --requeue"), "{script}");
     assert!(script.contains("grid o'\\''neil $HOME"), "{script}");
+    // The binary the tasks run is the grid's own copy, not target/'s (issue #23).
+    let copy = grid.join("bin/resnet-cifar");
+    let exe_line = format!("exe='{}'\n", copy.display().to_string().replace('\'', "'\\''"));
+    assert!(script.contains(&exe_line), "{exe_line} not in {script}");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(bin).unwrap());
 
     // The held task: wait until it is at iteration 12, then requeue it.
     let out1 = grid.join("slurm/cell-1.out");
@@ -179,7 +168,7 @@ fn grid_runs_as_a_job_array_and_a_requeued_task_resumes_exactly() {
     let reference = tmp.path().join("reference");
     let mut local = grid_args(&reference, "resnet");
     local.extend(["--device", "cpu", "--threads", "1"].map(String::from));
-    let o = Command::new(&bin).args(&local).output().unwrap();
+    let o = Command::new(bin).args(&local).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cell = |g: &Path| g.join("resnet-8/seed-0");
     let numbers = |g: &Path| -> Vec<Vec<String>> {

@@ -194,8 +194,8 @@ fn one_case(opts: SlurmOptions, dir_name: String, exe_name: String) -> Result<()
     let before = common::tree(root);
     let device = if opts.gpus_per_task > 0 { "cuda:0" } else { "cpu" };
     let argvs = [
-        ("array", vec![exe.as_str(), "--run-cell", "0", "--out", &dir, "--device", device, "--threads", "3"]),
-        ("collect", vec![exe.as_str(), "--collect", &dir]),
+        ("array", vec![exe.as_str(), "study", "--run-cell", "0", "--out", &dir, "--device", device, "--threads", "3"]),
+        ("collect", vec![exe.as_str(), "study", "--collect", &dir]),
     ];
     for (name, expected) in argvs {
         let script = root.join("scripts").join(name);
@@ -261,7 +261,7 @@ fn scripts_from_arbitrary_values_are_refused_or_run_exactly_one_command() {
 /// The examples of the issue, each refused naming its flag and the newline.
 #[test]
 fn the_issues_examples_are_refused() {
-    let exe = Path::new("/opt/pvr");
+    let exe = Path::new("/opt/resnet-cifar");
     let e = array_script_for(Path::new("grid\ntouch /tmp/x"), 1, exe, &SlurmOptions::default()).unwrap_err();
     assert_eq!(
         e.to_string(),

@@ -24,6 +24,7 @@ use tch::Device;
 
 pub mod html_report;
 pub mod landscape;
+pub mod study;
 pub mod train_args;
 pub use train_args::{device_arg, ComputeArgs, DataArgs, ModelArgs, TrainArgs};
 
@@ -67,6 +68,10 @@ pub enum Command {
     /// One self-contained HTML report (inline SVG, no scripts, opens offline) of runs or a
     /// study: configuration, curves, per-epoch table, errors, confusion matrix, Table 6.
     Report(html_report::ReportArgs),
+    /// Plain vs. residual networks of several depths and seeds (Fig. 6, Table 6): a grid of
+    /// runs on every core and GPU here, or a Slurm job array; `train` flags pass through to
+    /// every cell.
+    Study(study::StudyArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -333,7 +338,8 @@ pub struct PredictArgs {
 pub fn parse_args() -> std::result::Result<Cli, clap::Error> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().try_get_matches()?;
+    let argv = study::route_train_flags(std::env::args_os().collect());
+    let matches = Cli::command().try_get_matches_from(argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
     let train = match matches.subcommand() {
         Some(("train", sub)) => sub,
@@ -401,6 +407,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => eval_command(&args),
         Some(Command::Bench(args)) => bench_command(&args),
         Some(Command::Report(args)) => html_report::report_command(&args),
+        Some(Command::Study(args)) => study::run(&args),
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Landscape(args)) => landscape::run(&args),

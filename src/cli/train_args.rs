@@ -1,7 +1,6 @@
 //! The flags of `train` (the network, how it computes, the data, the run) and their check
-//! into a [`TrainConfig`]: raw flags here, validated settings in the library. Shared by the
-//! `resnet-cifar` binary and the `plain_vs_residual` example (whose cells take every
-//! `train` flag), so it names the library by its crate path.
+//! into a [`TrainConfig`]: raw flags here, validated settings in the library. `study` and
+//! `report` check a grid's `train` flags with [`parse_train_flags`].
 
 use std::path::PathBuf;
 
@@ -270,8 +269,7 @@ struct TrainOnly {
 }
 
 /// Parses `train` flags (`argv[0]` is the program name) into a checked configuration; a
-/// usage error is one line. (The example's grid uses it; the binary parses whole commands.)
-#[allow(dead_code)]
+/// usage error is one line: a study grid's flags for each cell.
 pub fn parse_train_flags(argv: &[String]) -> Result<TrainConfig> {
     let parsed = TrainOnly::try_parse_from(argv).map_err(|e| {
         let text = e.render().to_string();

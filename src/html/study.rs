@@ -1,4 +1,4 @@
-//! The report of a study grid (`plain_vs_residual`): Table 6 in the paper's layout with
+//! The report of a study grid (`resnet-cifar study`): Table 6 in the paper's layout with
 //! the spread over seeds, Fig. 6 with seed bands, Fig. 7 from `fig7.csv` when the study
 //! measured it, and every finished cell's summary.
 

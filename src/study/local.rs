@@ -28,11 +28,11 @@ pub struct LocalOptions {
     pub quiet: bool,
 }
 
-/// The command that trains cell `index` of the grid in `dir`: `EXE --run-cell N --out DIR
-/// [--threads T] [--device D]`. The `plain_vs_residual` example answers it; Slurm's array
-/// tasks run the same.
+/// The command that trains cell `index` of the grid in `dir`: `EXE study --run-cell N --out
+/// DIR [--threads T] [--device D]`, for the `resnet-cifar` binary `exe`; Slurm's array tasks
+/// run the same.
 pub fn cell_command(exe: &Path, dir: &Path, index: usize, exec: &Exec) -> Vec<String> {
-    let mut args = vec![exe.display().to_string(), "--run-cell".into(), index.to_string()];
+    let mut args = vec![exe.display().to_string(), "study".into(), "--run-cell".into(), index.to_string()];
     args.extend(["--out".into(), dir.display().to_string()]);
     if let Some(t) = exec.threads {
         args.extend(["--threads".into(), t.to_string()]);
@@ -402,8 +402,8 @@ mod tests {
     fn cell_command_names_cell_and_execution() {
         let exec = Exec { threads: Some(2), device: Some("cuda:1".into()) };
         let argv = cell_command(Path::new("/bin/x"), Path::new("/g"), 3, &exec);
-        assert_eq!(argv.join(" "), "/bin/x --run-cell 3 --out /g --threads 2 --device cuda:1");
-        assert_eq!(cell_command(Path::new("x"), Path::new("g"), 0, &Exec::default()).len(), 5);
+        assert_eq!(argv.join(" "), "/bin/x study --run-cell 3 --out /g --threads 2 --device cuda:1");
+        assert_eq!(cell_command(Path::new("x"), Path::new("g"), 0, &Exec::default()).len(), 6);
     }
 
     #[test]

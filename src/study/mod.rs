@@ -1,12 +1,16 @@
 //! The study behind Fig. 6 and Table 6 of He et al. (2015) at scale: a grid of depths ×
-//! architectures × seeds, each cell an ordinary `train` run directory.
+//! architectures × seeds, each cell an ordinary `train` run directory. The binary's
+//! `resnet-cifar study` runs it; `examples/plain_vs_residual.rs` is the same comparison at
+//! one depth, in one process, for reading.
 //!
 //! - [`plan`]: the grid, `grid.json`, the state of each cell, and [`plan::run_cell`].
 //! - [`local`]: every core and GPU of one box (`--jobs`, `--devices`), one progress display.
-//! - [`slurm`]: a Slurm job array and a collect job, preemption-safe.
+//! - [`slurm`]: a Slurm job array and a collect job, preemption-safe; [`binary`]: the
+//!   binary they run, kept where a `cargo clean` cannot reach it.
 //! - [`results`]: Table 6 (`results.json`, `.csv`, `.md`), Fig. 6 and Fig. 7; with them
 //!   `report.html` ([`crate::html`]).
 
+pub mod binary;
 pub mod local;
 pub mod plan;
 pub mod results;

@@ -202,7 +202,7 @@ impl Grid {
             _ => Error::io(&path, e),
         })?;
         let file: GridFile = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("not a grid written by plain_vs_residual: {e}")))?;
+            .map_err(|e| Error::data(&path, format!("not a grid written by `resnet-cifar study`: {e}")))?;
         Ok(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells, parse })
     }
 

@@ -3,7 +3,9 @@
 //! array has ended (`--dependency=afterany`). Preemption-safe: Slurm sends SIGUSR1 120 s
 //! before the time limit (`--signal=B:USR1@120`), the batch script passes it to the cell,
 //! which writes its checkpoint and stops, and the script requeues the task; a requeue or
-//! preemption (SIGTERM) does the same. A task that runs again resumes exactly.
+//! preemption (SIGTERM) does the same. A task that runs again resumes exactly. Each task
+//! runs `EXE study --run-cell N`, with `EXE` chosen by [`super::binary::ScriptBinary`] so
+//! that a `cargo clean` after submitting cannot take it away.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -175,7 +177,7 @@ grid={grid}
 exe={exe}
 echo "task $SLURM_ARRAY_TASK_ID of job ${{SLURM_ARRAY_JOB_ID:-?}} on $(hostname) at $(date -Is), restart ${{SLURM_RESTART_COUNT:-0}}"
 got=
-"$exe" --run-cell "$SLURM_ARRAY_TASK_ID" --out "$grid" --device {device} --threads "${{SLURM_CPUS_PER_TASK:-1}}" &
+"$exe" study --run-cell "$SLURM_ARRAY_TASK_ID" --out "$grid" --device {device} --threads "${{SLURM_CPUS_PER_TASK:-1}}" &
 child=$!
 trap 'got=USR1; kill -USR1 "$child" 2>/dev/null' USR1
 trap 'got=TERM; kill -TERM "$child" 2>/dev/null' TERM
@@ -210,7 +212,7 @@ pub fn collect_script_for(dir: &Path, exe: &Path, opts: &SlurmOptions) -> Result
     s.push_str(&format!("#SBATCH --output={}\n#SBATCH --cpus-per-task=1\n", output_path(&dir_text, "collect.out")));
     s.push_str(&format!(
         "\n# Aggregates the grid in \"$grid\" once every array task has ended (submitted with \
-         --dependency=afterany).\ngrid={}\nexe={}\nexec \"$exe\" --collect \"$grid\"\n",
+         --dependency=afterany).\ngrid={}\nexe={}\nexec \"$exe\" study --collect \"$grid\"\n",
         quote(&dir_text),
         quote(&exe_text)
     ));
@@ -309,7 +311,7 @@ mod tests {
             "#SBATCH --signal=B:USR1@120",
             "#SBATCH --qos=long",
             "exe=/opt/bin/pvr\n",
-            "\"$exe\" --run-cell \"$SLURM_ARRAY_TASK_ID\" --out \"$grid\" --device cuda:0 --threads \"${SLURM_CPUS_PER_TASK:-1}\" &",
+            "\"$exe\" study --run-cell \"$SLURM_ARRAY_TASK_ID\" --out \"$grid\" --device cuda:0 --threads \"${SLURM_CPUS_PER_TASK:-1}\" &",
             "trap 'got=USR1; kill -USR1 \"$child\" 2>/dev/null' USR1",
             "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"",
         ] {
@@ -329,7 +331,10 @@ mod tests {
         let g = grid(tmp.path());
         let s = collect_script(&g, Path::new("/opt/bin/pvr"), &SlurmOptions::default()).unwrap();
         assert!(
-            s.contains(&format!("grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" --collect \"$grid\"", tmp.path().display())),
+            s.contains(&format!(
+                "grid={}\nexe=/opt/bin/pvr\nexec \"$exe\" study --collect \"$grid\"",
+                tmp.path().display()
+            )),
             "{s}"
         );
         let (a, c) = write_scripts(&g, Path::new("/x"), &SlurmOptions::default()).unwrap();

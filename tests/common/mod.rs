@@ -168,33 +168,34 @@ pub fn tensorboard_events(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The example binary in `target/<profile>/examples/` (the tests live in
+/// `resnet-cifar study`, the study grid's command (its flags still to add).
+pub fn study() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_resnet-cifar"));
+    c.arg("study");
+    c
+}
+
+/// The example `name` in `target/<profile>/examples/` (the tests live in
 /// `target/<profile>/deps/`). `cargo test` builds examples only when no target is named,
-/// so it is brought up to date here with the cargo that built this test, once.
-pub fn example_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let name = format!("plain_vs_residual{}", std::env::consts::EXE_SUFFIX);
-        let bin = profile_dir.join("examples").join(name);
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(p) => p,
-        };
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--example", "plain_vs_residual", "--profile", profile, "--features", "fault-injection"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status();
-        assert!(
-            built.is_ok_and(|s| s.success()) && bin.is_file(),
-            "{} is missing and could not be built: run `cargo build --release --example \
-             plain_vs_residual` first",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
+/// so it is brought up to date here with the cargo that built this test, once per binary.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(p) => p,
+    };
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--example", name, "--profile", profile, "--features", "fault-injection"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    assert!(
+        built.is_ok_and(|s| s.success()) && bin.is_file(),
+        "{} is missing and could not be built: run `cargo build --release --example {name}` first",
+        bin.display()
+    );
+    bin
 }
 
 /// Headless Chromium (Debian's `chromium`; `make test` installs it when missing), or

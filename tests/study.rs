@@ -1,14 +1,13 @@
-//! The `plain_vs_residual` grid end to end on a tiny synthetic data set: cells laid out and
-//! trained two at a time, Table 6 and the figures, a rerun that skips finished cells, a
-//! changed plan refused, and an interrupted cell that continues from its checkpoint and
-//! ends exactly where an uninterrupted one does.
+//! `resnet-cifar study`, the grid, end to end on a tiny synthetic data set: cells laid out
+//! and trained two at a time, Table 6 and the figures, a rerun that skips finished cells, a
+//! changed plan refused, an interrupted cell that continues from its checkpoint and ends
+//! exactly where an uninterrupted one does, and Slurm scripts that run a binary outside
+//! cargo's target directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-
-use common::example_bin;
 
 /// A data directory in the official layout: links to the shared synthetic images.
 fn synthetic_data_dir(dir: &Path) {
@@ -29,10 +28,10 @@ fn grid_args(data: &Path, out: &Path, depths: &str, seeds: &str, epochs: &str) -
 }
 
 fn run(args: &[String], env: &[(&str, &str)]) -> Output {
-    Command::new(example_bin()).args(args).envs(env.iter().copied()).output().unwrap()
+    common::study().args(args).envs(env.iter().copied()).output().unwrap()
 }
 
-/// Runs the example and returns its stdout, failing with both streams if it fails.
+/// Runs `resnet-cifar study` and returns its stdout, failing with both streams if it fails.
 fn run_ok(args: &[String]) -> String {
     let o = run(args, &[]);
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -146,7 +145,7 @@ fn interrupted_cell_continues_from_its_checkpoint_exactly() {
         a.extend(["--archs".into(), "resnet".into()]);
         a
     };
-    let mut child = Command::new(example_bin())
+    let mut child = common::study()
         .args(args(&held))
         .env("RESNET_CIFAR_TEST_PAUSE", "iteration:6")
         .stdout(std::process::Stdio::piped())
@@ -238,4 +237,102 @@ fn a_cifar100_grid_trains_every_cell_on_it() {
     assert!(md.starts_with("# Plain vs. residual networks on CIFAR-100 (coarse labels)"), "{md}");
     assert!(md.lines().any(|l| l.starts_with("| resnet-20 |") && l.ends_with("| — |")), "{md}");
     assert!(is_png(&out.join("fig6.png")) && is_png(&out.join("fig7.png")));
+}
+
+#[test]
+fn help_lists_the_study_flags_and_says_train_flags_pass_through() {
+    let top = Command::new(env!("CARGO_BIN_EXE_resnet-cifar")).arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout);
+    assert!(top.lines().any(|l| l.trim_start().starts_with("study ")), "{top}");
+    let o = common::study().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{help}");
+    for flag in ["--depths", "--archs", "--seeds", "--out", "--jobs", "--devices", "--collect", "--slurm", "--submit"] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(help.contains("[-- <TRAIN FLAGS>...]") && help.contains("passes through to every cell"), "{help}");
+    assert!(!help.contains("--run-cell"), "{help}");
+}
+
+/// The flags of a one-cell grid (resnet-8, 1 epoch) in `out` on the data in `data`.
+fn one_cell(data: &Path, out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = "--depths 8 --archs resnet --seeds 0 --epochs 1 --limit-train 256 --limit-test 128 \
+                              --batch-size 64 --quiet"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    a.extend(["--data-dir".into(), data.display().to_string(), "--out".into(), out.display().to_string()]);
+    a
+}
+
+/// The binary an array script runs: its `exe=` line, unquoted.
+fn script_exe(grid: &Path) -> PathBuf {
+    let script = String::from_utf8(read(&grid.join("slurm/array.sbatch"))).unwrap();
+    let line = script.lines().find_map(|l| l.strip_prefix("exe=")).unwrap_or_else(|| panic!("no exe= in\n{script}"));
+    PathBuf::from(line.trim_matches('\''))
+}
+
+/// `cargo clean` after `--slurm` used to leave the array pointing at a deleted binary. A
+/// build inside a target directory is now copied into the grid, once; the scripts run that
+/// copy, and still train and collect after the target directory is gone.
+#[test]
+fn slurm_scripts_from_a_target_build_run_a_copy_that_outlives_cargo_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let target = tmp.path().join("project/target");
+    let build = target.join("release/resnet-cifar");
+    std::fs::create_dir_all(build.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_resnet-cifar"), &build).unwrap();
+    let grid = tmp.path().join("grid");
+    let mut args = one_cell(&data, &grid);
+    args.push("--slurm".into());
+    let write = || {
+        let o = Command::new(&build).arg("study").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let stdout = write();
+    let exe = script_exe(&grid);
+    let copy = std::fs::canonicalize(&grid).unwrap().join("bin/resnet-cifar");
+    assert_eq!(exe, copy, "{stdout}");
+    assert!(stdout.contains("copied") && !exe.starts_with(&target), "{stdout}");
+    assert_eq!(read(&exe), read(&build));
+    // Regenerated: the same script, and the copy is left as it is (same file).
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let (first, script) = (inode(&exe), read(&grid.join("slurm/array.sbatch")));
+    let stdout = write();
+    assert!(!stdout.contains("copied"), "{stdout}");
+    assert_eq!((inode(&exe), read(&grid.join("slurm/array.sbatch"))), (first, script));
+
+    // `cargo clean`, then the array's task 0 and the collect job, as Slurm would run them.
+    std::fs::remove_dir_all(&target).unwrap();
+    let task = [("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_JOB_ID", "7"), ("SLURM_CPUS_PER_TASK", "1")];
+    for (script, env) in [("array.sbatch", &task[..]), ("collect.sbatch", &[])] {
+        let o = Command::new("bash").arg(grid.join("slurm").join(script)).envs(env.iter().copied()).output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{script}: {}\n{out}{err}", o.status);
+    }
+    assert_eq!(String::from_utf8_lossy(&read(&grid.join("resnet-8/seed-0/metrics.csv"))).lines().count(), 2);
+    let md = String::from_utf8(read(&grid.join("results.md"))).unwrap();
+    assert!(md.contains("| resnet-8 |"), "{md}");
+}
+
+/// An installed binary (not in a target directory) is named where it is: nothing copied.
+#[test]
+fn slurm_scripts_from_an_installed_binary_name_it_by_its_canonical_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let installed = tmp.path().join("prefix/bin/resnet-cifar");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_resnet-cifar"), &installed).unwrap();
+    std::os::unix::fs::symlink(&installed, tmp.path().join("rc")).unwrap();
+    let grid = tmp.path().join("grid");
+    let mut args = one_cell(&data, &grid);
+    args.push("--slurm".into());
+    let o = Command::new(tmp.path().join("rc")).arg("study").args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(script_exe(&grid), std::fs::canonicalize(&installed).unwrap());
+    assert!(!grid.join("bin").exists());
+    let collect = String::from_utf8(read(&grid.join("slurm/collect.sbatch"))).unwrap();
+    assert!(collect.contains("exec \"$exe\" study --collect \"$grid\""), "{collect}");
 }
