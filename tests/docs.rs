@@ -9,8 +9,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use resnet_cifar::data;
-
 /// The comment that marks the README's tour block: the test runs the lines of the fenced
 /// block that follows it, so the README and the test cannot drift apart.
 const TOUR_MARKER: &str = "<!-- tour: tests/docs.rs runs these -->";
@@ -218,18 +216,10 @@ fn the_five_minute_tour_runs_as_written() {
 fn the_export_guide_shows_export_eval_py_verbatim() {
     let shown = fenced_block_after(&read(&root().join("docs/interop.md")), EXPORT_MARKER, "docs/interop.md");
     let file = read(&root().join("docs/export_eval.py"));
-    assert!(shown == file, "docs/interop.md's block after `{EXPORT_MARKER}` differs from docs/export_eval.py: copy the file into it");
-}
-
-/// A CIFAR-10 directory of `n_train` training images (in each of the five files) and
-/// `n_test` test images, in the official layout.
-fn small_data_dir(dir: &Path, n_train: i64, n_test: i64) {
-    std::fs::create_dir_all(dir).unwrap();
-    let synth = data::synthetic(n_train, n_test, 7);
-    for name in data::TRAIN_FILES {
-        data::write_batch_file(&dir.join(name), &synth.train).unwrap();
-    }
-    data::write_batch_file(&dir.join(data::TEST_FILE), &synth.test).unwrap();
+    assert!(
+        shown == file,
+        "docs/interop.md's block after `{EXPORT_MARKER}` differs from docs/export_eval.py: copy the file into it"
+    );
 }
 
 /// `W` and `N` of export_eval.py's `top-1 error E % (W of N test images)`.
@@ -241,34 +231,36 @@ fn wrong_of(stdout: &[u8]) -> (i64, i64) {
     (parts[0], parts[1])
 }
 
-/// A checkpoint of a short `train` for each normalisation; docs/export_eval.py in PyTorch
-/// must find the images wrong that `resnet-cifar eval` finds wrong (the count, give or take
-/// one image for round-off between the two runtimes' kernels).
+/// A checkpoint of a short `train` with the default normalisation (`pixel-mean`: the mean
+/// image, subtracted after dividing by 255): docs/export_eval.py in PyTorch must count as many
+/// test images wrong as `resnet-cifar eval` (give or take one, for round-off between the two
+/// runtimes' kernels). One network only: each evaluation of the 10,000 test images costs
+/// seconds, and this file must stay under a minute.
 #[test]
-fn export_eval_py_reproduces_evals_error_for_every_normalization() {
+fn export_eval_py_reproduces_evals_error() {
     let Some(py) = common::python_with_torch() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
-    small_data_dir(&data_dir, 256, 500);
-    let mut errors = Vec::new();
-    for norm in ["pixel-mean", "channel", "imagenet"] {
-        let run = tmp.path().join(norm);
-        run_ok(bin().args(["train", "--depth", "8", "--epochs", "1", "--batch-size", "64", "--normalize", norm]).args([
-            "--threads",
-            "1",
-            "--no-tensorboard",
-            "--data-dir",
-        ]).arg(&data_dir).arg("--out").arg(&run));
-        let weights = run.join("best.safetensors");
-        let eval = run_ok(bin().args(["eval", "--json", "--data-dir"]).arg(&data_dir).arg("--weights").arg(&weights));
-        let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
-        let images = scores["images"].as_i64().unwrap();
-        let ours = (scores["top1_error"].as_f64().unwrap() * images as f64 / 100.0).round() as i64;
-        let theirs = run_ok(Command::new(&py).arg(root().join("docs/export_eval.py")).arg(&weights).arg(&data_dir));
-        let (wrong, n) = wrong_of(&theirs.stdout);
-        assert_eq!(n, images, "{norm}: export_eval.py evaluated {n} images, eval {images}");
-        assert!((wrong - ours).abs() <= 1, "{norm}: export_eval.py finds {wrong} of {n} wrong, resnet-cifar eval {ours}");
-        errors.push((norm, ours));
-    }
-    eprintln!("images wrong of 500 (eval = export_eval.py): {errors:?}");
+    common::link_data(&data_dir);
+    let run = tmp.path().join("run");
+    run_ok(
+        bin()
+            .args(["train", "--depth", "8", "--epochs", "1", "--batch-size", "64", "--limit-train", "256"])
+            .args(["--limit-test", "500", "--threads", "1", "--no-tensorboard", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--out")
+            .arg(&run),
+    );
+    let weights = run.join("best.safetensors");
+    let eval = run_ok(bin().args(["eval", "--json", "--data-dir"]).arg(&data_dir).arg("--weights").arg(&weights));
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(scores["normalization"], "pixel-mean", "the default normalisation is the one users get wrong");
+    let images = scores["images"].as_i64().unwrap();
+    let ours = (scores["top1_error"].as_f64().unwrap() * images as f64 / 100.0).round() as i64;
+    let theirs = run_ok(Command::new(&py).arg(root().join("docs/export_eval.py")).arg(&weights).arg(&data_dir));
+    let (wrong, n) = wrong_of(&theirs.stdout);
+    assert_eq!(n, images, "export_eval.py evaluated {n} images, resnet-cifar eval {images}");
+    assert!((wrong - ours).abs() <= 1, "export_eval.py finds {wrong} of {n} wrong, resnet-cifar eval {ours}");
+    // A network that gets everything right (or nothing) would not tell preprocessings apart.
+    assert!((500..9000).contains(&ours), "{ours} of {images} wrong: the comparison needs a partly trained network");
 }

@@ -147,15 +147,15 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
 /// without them fails the test: the set-up (scripts/env.sh) installs them.
 pub fn python_with_torch() -> Option<String> {
     let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import torch, numpy, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok =
+        Command::new(&py).args(["-c", "import torch, numpy, safetensors"]).output().is_ok_and(|o| o.status.success());
     match ok {
         true => Some(py),
         false if in_ci() => panic!("{py} has no torch/numpy/safetensors, but the set-up provides them in CI"),
         false => {
-            eprintln!("skipped: no Python with torch, numpy and safetensors ({py}); run through `make test` to get one");
+            eprintln!(
+                "skipped: no Python with torch, numpy and safetensors ({py}); run through `make test` to get one"
+            );
             None
         }
     }
