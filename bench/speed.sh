@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the speed comparison with PyTorch (README, Performance): sets up
+# One command for the speed comparison with PyTorch (docs/performance.md): sets up
 # libtorch and the data like `make train`, installs torchvision into the torch venv for
 # the baseline's DataLoader transforms, builds, and runs bench/speed.py.
 # Usage: bench/speed.sh [speed.py flags, e.g. --quick, --rounds 5, --json FILE]

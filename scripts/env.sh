@@ -68,7 +68,7 @@ except Exception:
 sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
             echo "WARNING: an NVIDIA GPU is visible but this torch/libtorch has no usable CUDA (driver too old for its" >&2
             echo "WARNING: CUDA build, or a CPU-only build): training will run on the CPU. Fix: install torch for the" >&2
-            echo "WARNING: CUDA version that nvidia-smi reports and use it with LIBTORCH_USE_PYTORCH=1 (see README)." >&2
+            echo "WARNING: CUDA version that nvidia-smi reports and use it with LIBTORCH_USE_PYTORCH=1 (see docs/gpu.md)." >&2
         fi
     fi
 }

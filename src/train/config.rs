@@ -76,7 +76,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             model: ResNetConfig::default(),
-            // Channels-last: the same arithmetic as NCHW, faster convolutions (README, Performance).
+            // Channels-last: the same arithmetic as NCHW, faster convolutions (docs/performance.md).
             compute: Compute::new(Precision::Fp32, Layout::ChannelsLast),
             epochs: 50,
             batch_size: 128,

@@ -142,6 +142,25 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
     }
 }
 
+/// The set-up's Python (`RESNET_CIFAR_PYTHON`, else `python3`) when it has torch, numpy and
+/// safetensors, or `None` with `skipped: <reason>` on stderr. Under `CI=true` a Python
+/// without them fails the test: the set-up (scripts/env.sh) installs them.
+pub fn python_with_torch() -> Option<String> {
+    let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok =
+        Command::new(&py).args(["-c", "import torch, numpy, safetensors"]).output().is_ok_and(|o| o.status.success());
+    match ok {
+        true => Some(py),
+        false if in_ci() => panic!("{py} has no torch/numpy/safetensors, but the set-up provides them in CI"),
+        false => {
+            eprintln!(
+                "skipped: no Python with torch, numpy and safetensors ({py}); run through `make test` to get one"
+            );
+            None
+        }
+    }
+}
+
 /// Fails (never skips) a test that needs the fault points when they are compiled out.
 pub fn require_fault_injection() {
     #[cfg(not(feature = "fault-injection"))]
