@@ -224,7 +224,8 @@ fn run(args: Args) -> resnet_cifar::Result<()> {
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
     let grid = Grid::open(&dir, train_args::parse_train_flags)?;
-    let (results, files) = study::collect(&grid, device)?;
+    let (results, mut files) = study::collect(&grid, device)?;
+    files.push(resnet_cifar::html::study::write_report(&grid)?);
     println!("\n{}", study::results::markdown(&results));
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!("wrote {}", names.join(", "));
