@@ -200,22 +200,38 @@ mod tests {
         assert_eq!(ended, [("a", "cuda:0".into(), Some(0)), ("b", "cuda:1".into(), Some(3))]);
     }
 
-    #[test]
-    fn a_stop_terminates_the_children_and_starts_no_more() {
-        let mut pool = Pool::new(vec!["cpu".into()], 4).unwrap();
-        pool.start((), Command::new("sleep").arg("30")).unwrap();
-        assert_eq!(pool.interrupted(), None);
-        pool.stop(libc::SIGINT);
-        assert!(!pool.has_room());
+    /// Waits for every child of `pool`, each of which must end by SIGTERM.
+    fn all_terminated(pool: &mut Pool<()>) {
+        use std::os::unix::process::ExitStatusExt;
         let t = Instant::now();
         while !pool.is_empty() {
             for (_, status) in pool.reap().unwrap() {
-                use std::os::unix::process::ExitStatusExt;
                 assert_eq!(status.signal(), Some(libc::SIGTERM));
             }
             assert!(t.elapsed().as_secs() < 10, "the child was not stopped");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    // One test: a raised signal reaches every pool of the process.
+    #[test]
+    fn a_stop_or_a_signal_terminates_the_children_and_starts_no_more() {
+        let mut pool = Pool::new(vec!["cpu".into()], 4).unwrap();
+        pool.start((), Command::new("sleep").arg("30")).unwrap();
+        assert_eq!(pool.interrupted(), None);
+        pool.stop(libc::SIGINT);
+        assert!(!pool.has_room());
+        all_terminated(&mut pool);
         assert_eq!(pool.stopped(), Some(libc::SIGINT));
+
+        let mut pool = Pool::new(vec!["cpu".into()], 4).unwrap();
+        pool.start((), Command::new("sleep").arg("30")).unwrap();
+        // SAFETY: raising a signal that the pool has a handler for.
+        unsafe { libc::raise(libc::SIGTERM) };
+        assert_eq!(pool.interrupted(), Some(libc::SIGTERM));
+        assert_eq!(pool.interrupted(), None, "reported once");
+        assert!(!pool.has_room());
+        all_terminated(&mut pool);
+        assert_eq!(pool.stopped(), Some(libc::SIGTERM));
     }
 }

@@ -41,7 +41,8 @@ fn code_only(src: &str) -> String {
                     i += 1;
                 }
             }
-        } else if b[i] == 'r' && (at(i + 1, "\"") || at(i + 1, "#\"") || at(i + 1, "##\""))
+        } else if b[i] == 'r'
+            && (at(i + 1, "\"") || at(i + 1, "#\"") || at(i + 1, "##\""))
             && !(i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_'))
         {
             let hashes = b[i + 1..].iter().take_while(|c| **c == '#').count();
@@ -209,8 +210,7 @@ fn graph(src: &Path) -> Graph {
     rust_files(src, &mut files);
     let rels: Vec<_> = files.iter().map(|f| f.strip_prefix(src).unwrap().to_path_buf()).collect();
     let library = |rel: &Path| !(rel == Path::new("lib.rs") || rel == Path::new("main.rs") || rel.starts_with("cli"));
-    let modules: BTreeSet<String> =
-        rels.iter().filter(|r| library(r)).map(|r| module_path(r)[0].clone()).collect();
+    let modules: BTreeSet<String> = rels.iter().filter(|r| library(r)).map(|r| module_path(r)[0].clone()).collect();
     let aliases = reexports(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
     let mut g = Graph::new();
     for (file, rel) in files.iter().zip(&rels).filter(|(_, r)| library(r)) {

@@ -13,14 +13,8 @@ use clap::{Args, CommandFactory, ValueEnum};
 use super::Cli;
 
 /// `--version`: the crate's version and the tch and libtorch that build.rs found.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (tch ",
-    env!("TCH_VERSION"),
-    ", libtorch ",
-    env!("LIBTORCH_VERSION"),
-    ")"
-);
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (tch ", env!("TCH_VERSION"), ", libtorch ", env!("LIBTORCH_VERSION"), ")");
 
 /// Shells that completions are generated for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,10 +15,10 @@ use tch::Device;
 
 use resnet_cifar::data::{DataSource, Part, Split};
 use resnet_cifar::inference::{dataset_for_all, load_model, normalizer_for, LoadedModel, ModelOverrides};
+use resnet_cifar::jobs::{self as pool, Pool};
 use resnet_cifar::landscape::{self, Dims, Direction, Grid, Landscape, Measure, Perturbation, Point};
 use resnet_cifar::model::Compute;
 use resnet_cifar::normalize::{Normalization, Normalizer};
-use resnet_cifar::jobs::{self as pool, Pool};
 use resnet_cifar::progress;
 
 use super::{device_arg, DataArgs, TableOutput};
@@ -354,7 +354,9 @@ fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::Progre
     }
     failed.sort();
     let merged = match (shard_pool.stopped(), failed.into_iter().next()) {
-        (Some(signal), _) => Err(anyhow::anyhow!("stopped by signal {signal}: the shards are stopped and no landscape is written; run the command again")),
+        (Some(signal), _) => Err(anyhow::anyhow!(
+            "stopped by signal {signal}: the shards are stopped and no landscape is written; run the command again"
+        )),
         (None, Some((_, why))) => Err(anyhow::anyhow!(why)),
         (None, None) => merge(args, &shards),
     };

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use resnet_cifar::analysis;
 use resnet_cifar::bench::{self, BenchConfig, BenchMode};
 use resnet_cifar::data::{DataSource, Dataset, Part};
+use resnet_cifar::eval_report::{self, ReportContext};
 use resnet_cifar::inference::{
     class_names, common_dataset, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image,
     LoadedModel, ModelOverrides,
@@ -17,7 +18,6 @@ use resnet_cifar::inference::{
 use resnet_cifar::model::{Arch, BlockKind, Compute, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
-use resnet_cifar::eval_report::{self, ReportContext};
 use resnet_cifar::train;
 use resnet_cifar::train::graph::CudaGraphs;
 use tch::Device;
