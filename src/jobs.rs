@@ -5,8 +5,8 @@
 //! SIGTERM on to every child it started, so that each stops as it would on its own.
 
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -38,6 +38,32 @@ pub fn split(todo: usize, devices: &[String], cores: usize, jobs: Option<usize>,
     (jobs, threads)
 }
 
+/// Pools alive in this process.
+static LIVE_POOLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Once per process: SIGINT and SIGTERM take their default action (end the process) while
+/// no pool is alive. signal-hook cannot give a signal back its default disposition once it
+/// has handled it, so without this a Ctrl-C after the last pool (while `landscape` draws,
+/// say) would be ignored. A process that also stops training on these signals
+/// ([`crate::signals`]) must not drop a pool before it trains.
+fn default_action_without_pools() -> Result<()> {
+    static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            let action = move || {
+                if LIVE_POOLS.load(Ordering::SeqCst) == 0 {
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
+            };
+            // SAFETY: the action reads an atomic and calls emulate_default_handler, both
+            // async-signal-safe.
+            unsafe { signal_hook::low_level::register(signal, action) }.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    installed.clone().map_err(|e| Error::Config(format!("cannot install the signal handler: {e}")))
+}
+
 /// A child process of the pool, with what its owner keeps beside it.
 pub struct Job<T> {
     pub tag: T,
@@ -62,7 +88,8 @@ impl<T> Pool<T> {
     /// and SIGTERM are caught from now until the pool is dropped.
     pub fn new(devices: Vec<String>, size: usize) -> Result<Self> {
         let devices = if devices.is_empty() { vec!["cpu".to_string()] } else { devices };
-        let flags = [libc::SIGINT, libc::SIGTERM]
+        default_action_without_pools()?;
+        let flags: Vec<_> = [libc::SIGINT, libc::SIGTERM]
             .into_iter()
             .map(|s| {
                 let f = Arc::new(AtomicBool::new(false));
@@ -70,6 +97,7 @@ impl<T> Pool<T> {
             })
             .collect::<std::io::Result<_>>()
             .map_err(|e| Error::Config(format!("cannot install the signal handler: {e}")))?;
+        LIVE_POOLS.fetch_add(1, Ordering::SeqCst);
         Ok(Pool { devices, size: size.max(1), next_device: 0, running: Vec::new(), flags, stopped: None })
     }
 
@@ -152,10 +180,12 @@ impl<T> Pool<T> {
 }
 
 impl<T> Drop for Pool<T> {
+    /// The pool's signals go back to ending the process (once no other pool is alive).
     fn drop(&mut self) {
         for (_, _, id) in &self.flags {
             signal_hook::low_level::unregister(*id);
         }
+        LIVE_POOLS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
