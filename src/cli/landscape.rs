@@ -309,7 +309,7 @@ fn run_shard(args: &LandscapeArgs, shard: &str) -> Result<()> {
 fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::ProgressBar) -> Result<Vec<Landscape>> {
     let exe = std::env::current_exe().context("current executable")?;
     let device = resnet_cifar::device::device_name(args.device);
-    let (jobs, threads) = pool::split(jobs, &[device.clone()], pool::cores(), Some(jobs), args.threads);
+    let (jobs, threads) = pool::split(jobs, std::slice::from_ref(&device), pool::cores(), Some(jobs), args.threads);
     let data = args.data()?;
     let mut shard_pool = Pool::new(vec![device.clone()], jobs)?;
     // Beside the output, removed once merged.
