@@ -3,6 +3,7 @@
 #   make test                                      the whole test suite
 #   make bench [ARGS=--quick]                      speed against PyTorch eager (bench/speed.sh)
 #   make tensorboard [LOGDIR=runs]                 TensorBoard on the runs' event files
+#   make man                                       the man page, target/man/resnet-cifar.1 (from the clap definitions)
 
 #   make fuzz [FUZZ_RUNS=1000000|FUZZ_SECONDS=600]  coverage-guided fuzzing of the file readers (fuzz/),
 #                                                  after 10,000 cases of the Slurm scripts' property test
@@ -11,7 +12,7 @@
 SHELL := /bin/bash
 ARGS ?=
 
-.PHONY: train test build bench tensorboard fuzz
+.PHONY: train test build bench tensorboard fuzz man
 
 build:
 	source scripts/env.sh && resnet_cifar_setup && cargo build --release
@@ -28,6 +29,11 @@ test:
 
 bench:
 	bench/speed.sh $(ARGS)
+
+# The binary's hidden `man` subcommand renders the page from the same definitions as its parser.
+man:
+	source scripts/env.sh && resnet_cifar_setup && cargo build --release && \
+	target/release/resnet-cifar man -o target/man/resnet-cifar.1
 
 LOGDIR ?= runs
 tensorboard:

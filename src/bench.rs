@@ -131,7 +131,7 @@ fn synchronize(device: Device) {
 
 /// Runs the benchmark that `cfg` describes.
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
-    cfg.model.blocks_per_stage()?;
+    crate::memory::check_fits(&cfg.model)?;
     cfg.data.dataset.check_classes(cfg.model.num_classes)?;
     if cfg.batch_size < 1 || cfg.iters < 1 || cfg.warmup < 0 {
         return Err(Error::Config("--batch-size and --iters must be at least 1, --warmup at least 0".into()));

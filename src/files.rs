@@ -2,10 +2,12 @@
 //! `config.json`, `metrics.csv`, image) is opened without blocking and checked to be a
 //! regular file before a byte is read, so a FIFO, a device or a directory gets a one-line
 //! error instead of a wait; text printed from such files has its control characters
-//! escaped. Outputs are checked not to be one of the command's own inputs.
+//! escaped. Outputs are checked not to be one of the command's own inputs, and every file
+//! the library writes (checkpoints, `config.json`, `grid.json`, results, Slurm scripts,
+//! reports) is written atomically by [`write_atomic`].
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -51,6 +53,46 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// [`read_regular`], with the error naming the file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     read_regular(path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `bytes` to `path` so that `path` holds either the old or the new content, whole:
+/// write a temporary file beside it, fsync, rename over, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, || {})
+}
+
+/// [`write_atomic`], calling `before_rename` once the temporary file is written and synced
+/// (checkpoint saving passes its fault point there).
+pub fn write_atomic_with(path: &Path, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
+    write_atomic_full(path, bytes, 0o666, before_rename)
+}
+
+/// [`write_atomic`] of a file created with permission bits `mode` (before the umask), e.g.
+/// 0o755 for a program: it is never visible at `path` without them.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic_full(path, bytes, mode, || {})
+}
+
+fn write_atomic_full(path: &Path, bytes: &[u8], mode: u32, before_rename: impl FnOnce()) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        before_rename();
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 /// `s` with every control character escaped (`\n`, `\u{1b}`, …), safe to print on a terminal.

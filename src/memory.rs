@@ -1,7 +1,9 @@
 //! How much memory a network needs, estimated from its configuration before anything is
 //! built: a depth (or a class count) that could never fit is refused with the estimate,
 //! instead of the process hanging while it builds millions of layers or aborting on a
-//! failed allocation.
+//! failed allocation. The check runs where a run is configured (train, bench, summary) or
+//! a network is described by a checkpoint, never inside the model: describing a network
+//! does not depend on the machine.
 
 use crate::error::{Error, Result};
 use crate::model::{Arch, ResNetConfig, STAGE_WIDTHS};
@@ -62,16 +64,18 @@ fn gb(bytes: f64) -> String {
     format!("{:.3} GB", bytes / 1e9)
 }
 
-/// Refuses `cfg` (with `n` blocks per stage) when its parameters and one image's
-/// activations alone would exceed the memory of this machine.
-pub fn check_fits(cfg: &ResNetConfig, n: i64) -> Result<()> {
-    let e = estimate(cfg, n);
-    let memory = physical_memory();
+/// Checks `cfg` where a run is configured or a network is about to be built: its depth
+/// ([`ResNetConfig::blocks_per_stage`]), and that its parameters and one image's activations
+/// alone would not exceed the memory of this machine. Returns the blocks per stage.
+pub fn check_fits(cfg: &ResNetConfig) -> Result<i64> {
+    let n = cfg.blocks_per_stage()?;
     if !cfg.num_classes.is_positive() {
         return Err(Error::Config(format!("{} classes: a network needs at least one", cfg.num_classes)));
     }
+    let e = estimate(cfg, n);
+    let memory = physical_memory();
     if e.parameter_bytes + e.activation_bytes_per_image <= memory {
-        return Ok(());
+        return Ok(n);
     }
     Err(Error::Config(format!(
         "depth {} with {} classes would need about {} for its {:.3e} parameters (with gradients and momentum) and \
@@ -99,10 +103,13 @@ mod tests {
         }
         for depth in [6_000_002, 600_000_002, 6 * (i64::MAX / 6 - 1) + 2] {
             let cfg = ResNetConfig { depth, ..Default::default() };
-            let e = cfg.blocks_per_stage().unwrap_err().to_string();
+            // The network's own description does not ask the machine: only this check does.
+            assert!(cfg.blocks_per_stage().is_ok());
+            let e = check_fits(&cfg).unwrap_err().to_string();
             assert!(e.contains("more than the") && e.contains("use a smaller depth"), "{e}");
         }
         let huge = ResNetConfig { num_classes: 1 << 50, ..Default::default() };
-        assert!(huge.blocks_per_stage().is_err());
+        assert!(check_fits(&huge).is_err());
+        assert_eq!(check_fits(&ResNetConfig::default()).unwrap(), 3);
     }
 }

@@ -219,9 +219,7 @@ impl ResNetConfig {
                 self.depth
             )));
         }
-        let n = (self.depth - 2) / per_block;
-        crate::memory::check_fits(self, n)?;
-        Ok(n)
+        Ok((self.depth - 2) / per_block)
     }
 
     /// How blocks are built, for reports: `shortcut A` (2015) or `pre-activation, bottleneck blocks`.

@@ -24,6 +24,7 @@ fn shape(t: &Tensor) -> String {
 
 /// The table as text.
 pub fn summary(cfg: ResNetConfig) -> Result<String> {
+    crate::memory::check_fits(&cfg)?;
     let vs = VarStore::new(Device::Cpu);
     let model = ResNet::new(&vs.root(), cfg)?;
     let mut out = String::new();

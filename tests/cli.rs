@@ -248,3 +248,49 @@ fn eval_of_a_runs_checkpoint_uses_the_runs_data_directory() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("using the run's data directory") && stderr.lines().count() == 1, "{stderr}");
 }
+
+#[test]
+fn completions_for_each_shell_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = bin().args(["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{shell}: {}", String::from_utf8_lossy(&o.stderr));
+        for sub in ["train", "eval", "landscape", "report", "completions"] {
+            assert!(script.contains(sub), "{shell} completions lack {sub}: {script}");
+        }
+        assert!(script.contains("batch-size"), "{shell} completions lack train's flags");
+    }
+    assert_one_line_error(&["completions", "powershell"], "invalid value 'powershell'");
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_subcommand() {
+    let o = bin().arg("man").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(page.contains(".TH resnet-cifar 1") && page.contains(".SH SUBCOMMANDS"), "{page}");
+    assert!(!page.contains("resnet\\-cifar\\-man(1)"), "the man command itself is hidden: {page}");
+    for sub in ["train", "summary", "eval", "predict", "landscape", "bench", "report", "completions"] {
+        assert!(page.contains(&format!("resnet\\-cifar\\-{sub}(1)")), "the page lacks {sub}: {page}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("man/resnet-cifar.1");
+    let o = bin().arg("man").arg("-o").arg(&file).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), page);
+}
+
+#[test]
+fn version_names_tch_and_libtorch() {
+    let o = bin().arg("--version").output().unwrap();
+    assert!(o.status.success());
+    let line = String::from_utf8_lossy(&o.stdout);
+    let want = format!(
+        "resnet-cifar {} (tch {}, libtorch {})\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("TCH_VERSION"),
+        env!("LIBTORCH_VERSION")
+    );
+    assert_eq!(line, want);
+    assert!(line.contains("(tch 0.26.") && line.contains(", libtorch 2."), "{line}");
+}

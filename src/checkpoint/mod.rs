@@ -3,14 +3,13 @@
 //! and BN buffers a checkpoint carries metadata (arch, depth, shortcut, normalization,
 //! project version; from `train` also the data set, its labels and class names) and the
 //! normalization statistics as `normalization.{mean,std}`.
-//! Writes are atomic: temporary file, fsync, rename. No pickle is ever read, and nothing
+//! Writes are atomic ([`crate::files::write_atomic`]). No pickle is ever read, and nothing
 //! of a file reaches libtorch before [`check`] has passed every tensor; the metadata is
 //! checked against the tensor names before a model is built ([`Checkpoint::check_fits`]).
 
 pub mod check;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -90,33 +89,9 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), Some(metadata))
         .map_err(|e| Error::checkpoint(path, format!("cannot serialise: {e}")))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to `path` so that `path` holds either the old or the new content, whole:
-/// write a temporary file beside it, fsync, rename over, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            crate::faults::checkpoint_write();
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    // The test hook's `checkpoint:N` pauses inside the N-th checkpoint write, between the
+    // synced temporary file and the rename.
+    crate::files::write_atomic_with(path, &bytes, crate::faults::checkpoint_write)
 }
 
 /// Reads a safetensors file (a regular file only). Every failure names the file.
@@ -274,7 +249,8 @@ impl Checkpoint {
     /// A checkpoint whose metadata (or a flag) claims a depth its tensors do not have is
     /// refused here, not after building a network of that depth.
     pub fn check_fits(&self, cfg: &ResNetConfig) -> Result<()> {
-        let n = cfg.blocks_per_stage()?;
+        // A file describes a network that may never fit here: refused before it is built.
+        let n = crate::memory::check_fits(cfg)?;
         let held = self.blocks_in_names();
         if held != [n; 3] {
             let stages: Vec<String> = (1..=3)

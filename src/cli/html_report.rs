@@ -1,14 +1,21 @@
 //! `resnet-cifar report PATH… -o report.html`: one self-contained HTML file (inline SVG and
 //! CSS, no script, nothing fetched) for runs or study directories ([`resnet_cifar::html`]).
+//! With `--eval` each run's best checkpoint is first evaluated here ([`evaluate_run`]); the
+//! HTML layer only draws what it is given.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
 use tch::Device;
 
-use resnet_cifar::html::{self, run::evaluate_run, study::StudyReport, RunReport, Section};
+use resnet_cifar::data::{DataSource, Dataset};
+use resnet_cifar::eval_report::{self, ReportContext};
+use resnet_cifar::html::{self, study::StudyReport, RunReport, Section};
+use resnet_cifar::inference::{dataset_for, load_model, normalizer_for, ModelOverrides};
+use resnet_cifar::model::Compute;
 use resnet_cifar::study::Grid;
+use resnet_cifar::train::RunFile;
 
 use super::train_args::{device_arg, parse_train_flags};
 
@@ -81,6 +88,29 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
     html::write(&args.output, &title, &sections)?;
     println!("report written to {}", args.output.display());
     Ok(())
+}
+
+/// Evaluates the `best.safetensors` of the run in `dir` on its test set (as `eval` does),
+/// from `data_dir` or the run's own data directory, and saves the scores beside it.
+fn evaluate_run(dir: &Path, data_dir: Option<&Path>, device: Device) -> Result<PathBuf> {
+    let config = RunFile::read(dir)?;
+    let weights = dir.join("best.safetensors");
+    let loaded = load_model(&weights, &ModelOverrides::default(), device, Compute::default())?;
+    let dataset = Dataset::new(config.dataset, config.labels)?;
+    let dataset = dataset_for(&loaded.checkpoint, dataset.into())?;
+    let data = DataSource::new(dataset, Some(data_dir.map_or(config.data_dir.clone(), Path::to_path_buf)));
+    let normalizer = normalizer_for(&loaded.checkpoint, None, &data)?.to_device(device);
+    let (eval, classes) = eval_report::score(&loaded, &normalizer, &data, None)?;
+    let ctx = ReportContext {
+        checkpoint: &weights.display().to_string(),
+        data_dir: &data.dir.display().to_string(),
+        dataset,
+        model: loaded.model.config,
+        normalization: normalizer.kind,
+        classes: &classes,
+    };
+    let saved = eval_report::save_scores(&weights, &eval_report::scores(&ctx, &eval))?;
+    saved.ok_or_else(|| anyhow::anyhow!("{}: not in a run directory (no config.json beside it)", weights.display()))
 }
 
 /// The files the report may read: every file under the given directories (three levels

@@ -1,11 +1,12 @@
 //! `resnet-cifar landscape`: the loss around trained weights along filter-normalised random
 //! directions (Li et al. 2018), for one or several checkpoints, optionally split over
-//! processes (`--jobs`): each shard computes every N-th point and the parent merges them.
+//! processes (`--jobs`, the pool of [`resnet_cifar::jobs`]): each shard computes every N-th
+//! point and the parent merges them.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -14,6 +15,7 @@ use tch::Device;
 
 use resnet_cifar::data::{DataSource, Part, Split};
 use resnet_cifar::inference::{dataset_for_all, load_model, normalizer_for, LoadedModel, ModelOverrides};
+use resnet_cifar::jobs::{self as pool, Pool};
 use resnet_cifar::landscape::{self, Dims, Direction, Grid, Landscape, Measure, Perturbation, Point};
 use resnet_cifar::model::Compute;
 use resnet_cifar::normalize::{Normalization, Normalizer};
@@ -302,16 +304,18 @@ fn run_shard(args: &LandscapeArgs, shard: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs `jobs` shards of this command as child processes and merges their points.
+/// Runs `jobs` shards of this command as child processes and merges their points. SIGINT
+/// or SIGTERM stops the shards and the command, which then writes nothing.
 fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::ProgressBar) -> Result<Vec<Landscape>> {
     let exe = std::env::current_exe().context("current executable")?;
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads = args.threads.unwrap_or(((cores / jobs).max(1)) as i32);
+    let device = resnet_cifar::device::device_name(args.device);
+    let (jobs, threads) = pool::split(jobs, std::slice::from_ref(&device), pool::cores(), Some(jobs), args.threads);
     let data = args.data()?;
-    let mut children: Vec<(Child, PathBuf)> = Vec::new();
-    for k in 0..jobs {
-        // Beside the output, removed once merged.
-        let out = args.out.output.with_extension(format!("shard-{k}-of-{jobs}.csv"));
+    let mut shard_pool = Pool::new(vec![device.clone()], jobs)?;
+    // Beside the output, removed once merged.
+    let shards: Vec<PathBuf> =
+        (0..jobs).map(|k| args.out.output.with_extension(format!("shard-{k}-of-{jobs}.csv"))).collect();
+    for (k, out) in shards.iter().enumerate() {
         let mut cmd = Command::new(&exe);
         cmd.arg("landscape");
         for w in &args.weights {
@@ -328,35 +332,34 @@ fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::Progre
         cmd.args(["--dataset", &data.dataset.name().to_string()]);
         cmd.args(data.dataset.labels().map(|l| format!("--labels={l}")));
         cmd.arg("--data-dir").arg(&data.dir);
-        cmd.args(["--device", &resnet_cifar::device::device_name(args.device)]);
-        cmd.arg("--output").arg(&out).args(["--shard", &format!("{k}/{jobs}")]);
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-        children.push((child, out));
+        cmd.args(["--device", &device]);
+        cmd.arg("--output").arg(out).args(["--shard", &format!("{k}/{jobs}")]);
+        shard_pool.start(k, cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()))?;
     }
     let count = |p: &Path| std::fs::read(p).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
-    loop {
-        let mut running = false;
-        for (child, _) in &mut children {
-            running |= child.try_wait()?.is_none();
+    let mut failed = Vec::new();
+    while !shard_pool.is_empty() {
+        shard_pool.interrupted();
+        for (mut job, status) in shard_pool.reap()? {
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = job.child.stderr.take() {
+                    std::io::Read::read_to_string(&mut e, &mut err).ok();
+                }
+                failed.push((job.tag, format!("a landscape shard failed ({status}): {}", err.trim())));
+            }
         }
-        bar.set_position(children.iter().map(|(_, p)| count(p) as u64).sum());
-        if !running {
-            break;
-        }
+        bar.set_position(shards.iter().map(|p| count(p) as u64).sum());
         std::thread::sleep(Duration::from_millis(300));
     }
-    for (child, _) in &mut children {
-        let status = child.wait()?;
-        if !status.success() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err).ok();
-            }
-            bail!("a landscape shard failed ({status}): {}", err.trim());
-        }
-    }
-    let shards: Vec<PathBuf> = children.into_iter().map(|(_, p)| p).collect();
-    let merged = merge(args, &shards);
+    failed.sort();
+    let merged = match (shard_pool.stopped(), failed.into_iter().next()) {
+        (Some(signal), _) => Err(anyhow::anyhow!(
+            "stopped by signal {signal}: the shards are stopped and no landscape is written; run the command again"
+        )),
+        (None, Some((_, why))) => Err(anyhow::anyhow!(why)),
+        (None, None) => merge(args, &shards),
+    };
     for s in &shards {
         let _ = std::fs::remove_file(s);
     }

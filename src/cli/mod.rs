@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use resnet_cifar::analysis;
 use resnet_cifar::bench::{self, BenchConfig, BenchMode};
 use resnet_cifar::data::{DataSource, Dataset, Part};
+use resnet_cifar::eval_report::{self, ReportContext};
 use resnet_cifar::inference::{
     class_names, common_dataset, dataset_for, dataset_for_all, load_model, normalizer_for, predict, read_image,
     LoadedModel, ModelOverrides,
@@ -17,11 +18,11 @@ use resnet_cifar::inference::{
 use resnet_cifar::model::{Arch, BlockKind, Compute, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
-use resnet_cifar::report::{self, ReportContext};
 use resnet_cifar::train;
 use resnet_cifar::train::graph::CudaGraphs;
 use tch::Device;
 
+pub mod docs;
 pub mod html_report;
 pub mod landscape;
 pub mod study;
@@ -31,7 +32,7 @@ pub use train_args::{device_arg, ComputeArgs, DataArgs, ModelArgs, TrainArgs};
 #[derive(Debug, Parser)]
 #[command(
     name = "resnet-cifar",
-    version,
+    version = docs::VERSION,
     about = "The CIFAR ResNets of He et al., \"Deep Residual Learning for Image Recognition\" (2015), on CIFAR-10 and CIFAR-100",
     args_conflicts_with_subcommands = true
 )]
@@ -72,6 +73,11 @@ pub enum Command {
     /// runs on every core and GPU here, or a Slurm job array; `train` flags pass through to
     /// every cell.
     Study(study::StudyArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(docs::CompletionsArgs),
+    /// Print (or write with -o) the man page, in roff; `make man` writes target/man/resnet-cifar.1.
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -408,6 +414,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench_command(&args),
         Some(Command::Report(args)) => html_report::report_command(&args),
         Some(Command::Study(args)) => study::run(&args),
+        Some(Command::Completions(args)) => docs::completions(&args),
+        Some(Command::Man(args)) => docs::man(&args),
         Some(Command::Predict(args)) => predict_command(&args),
         Some(Command::GradFlow(args)) => grad_flow_command(&args),
         Some(Command::Landscape(args)) => landscape::run(&args),
@@ -495,7 +503,7 @@ fn grad_flow_command(args: &GradFlowArgs) -> Result<()> {
                     block: args.block,
                     num_classes: dataset.num_classes(),
                 };
-                cfg.blocks_per_stage()?;
+                resnet_cifar::memory::check_fits(&cfg)?;
                 flows.push(analysis::flow_at_init(cfg, &batches, args.seed, device)?);
             }
         }
@@ -554,7 +562,7 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
         resnet_cifar::files::check_outputs(&[("--confusion", out)], &[&w.weights])?;
     }
     let (loaded, normalizer, data) = w.load(args.compute.compute())?;
-    let (eval, classes) = report::score(&loaded, &normalizer, &data, args.limit_test)?;
+    let (eval, classes) = eval_report::score(&loaded, &normalizer, &data, args.limit_test)?;
     let ctx = ReportContext {
         checkpoint: &w.weights.display().to_string(),
         data_dir: &data.dir.display().to_string(),
@@ -563,17 +571,17 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
         normalization: normalizer.kind,
         classes: &classes,
     };
-    let scores = report::json(&ctx, &eval);
+    let scores = eval_report::scores(&ctx, &eval);
     if let Some(out) = &args.confusion {
         let counts = Vec::<Vec<i64>>::try_from(&eval.confusion).expect("a square confusion matrix");
         let title = format!("{}: confusion matrix (% of each true class)", loaded.model.config.name());
         resnet_cifar::viz::confusion::confusion_matrix(out.as_path(), &title, &classes, &counts)?;
     }
-    let saved = report::save_scores(&w.weights, &scores)?;
+    let saved = eval_report::save_scores(&w.weights, &scores)?;
     if args.json {
-        println!("{scores}");
+        println!("{}", serde_json::to_string(&scores).expect("scores serialise"));
     } else {
-        print!("{}", report::text(&ctx, &eval));
+        print!("{}", eval_report::text(&ctx, &eval));
         if let Some(p) = saved {
             println!("scores saved to {} (for `resnet-cifar report`)", p.display());
         }

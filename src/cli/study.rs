@@ -229,7 +229,8 @@ pub fn run(args: &StudyArgs) -> Result<()> {
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
     let grid = Grid::open(&dir, parse_train_flags)?;
-    let (results, files) = study::collect(&grid, device)?;
+    let (results, mut files) = study::collect(&grid, device)?;
+    files.push(resnet_cifar::html::study::write_report(&grid)?);
     println!("\n{}", study::results::markdown(&results));
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!("wrote {}", names.join(", "));

@@ -46,7 +46,7 @@ pub fn write(out: &Path, title: &str, sections: &[Section]) -> Result<()> {
         }
     }
     let page = page(title, &body);
-    crate::checkpoint::write_atomic(out, page.as_bytes())
+    crate::files::write_atomic(out, page.as_bytes())
 }
 
 /// The page around `body`.

@@ -6,12 +6,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::{cards, escape, figure, pct, table};
-use crate::data::{DataSource, Dataset};
 use crate::error::{Error, Result};
-use crate::inference::{dataset_for, load_model, normalizer_for, ModelOverrides};
+use crate::eval_report::{scores_path, Scores};
 use crate::metrics::EpochMetrics;
-use crate::model::Compute;
-use crate::report::{self, scores_path, ReportContext, Scores};
 use crate::train::RunFile;
 use crate::viz::confusion::confusion_matrix;
 use crate::viz::curves::{self, Metric, PlotOptions, Series};
@@ -101,29 +98,6 @@ impl RunReport {
         let series = [Series { name: self.name.clone(), rows: self.rows.clone() }];
         learning_curves(out, &series)
     }
-}
-
-/// Evaluates the `best.safetensors` of the run in `dir` on its test set (as `eval` does),
-/// from `data_dir` or the run's own data directory, and saves the scores beside it.
-pub fn evaluate_run(dir: &Path, data_dir: Option<&Path>, device: tch::Device) -> Result<PathBuf> {
-    let config = RunFile::read(dir)?;
-    let weights = dir.join("best.safetensors");
-    let loaded = load_model(&weights, &ModelOverrides::default(), device, Compute::default())?;
-    let dataset = Dataset::new(config.dataset, config.labels)?;
-    let dataset = dataset_for(&loaded.checkpoint, dataset.into())?;
-    let data = DataSource::new(dataset, Some(data_dir.map_or(config.data_dir.clone(), Path::to_path_buf)));
-    let normalizer = normalizer_for(&loaded.checkpoint, None, &data)?.to_device(device);
-    let (eval, classes) = report::score(&loaded, &normalizer, &data, None)?;
-    let ctx = ReportContext {
-        checkpoint: &weights.display().to_string(),
-        data_dir: &data.dir.display().to_string(),
-        dataset,
-        model: loaded.model.config,
-        normalization: normalizer.kind,
-        classes: &classes,
-    };
-    let saved = report::save_scores(&weights, &report::json(&ctx, &eval))?;
-    Ok(saved.expect("a run directory has a config.json"))
 }
 
 /// Fig. 6-style curves of `series`: error and loss by iteration, training dashed.

@@ -29,6 +29,7 @@ impl StudyReport {
         Ok(StudyReport { dir: grid.dir.clone(), results, curves, responses })
     }
 
+    /// The HTML of the study's section.
     pub fn html(&self, out: &mut String) -> Result<()> {
         let r = &self.results;
         let s = &r.settings;
@@ -73,4 +74,14 @@ impl StudyReport {
         out.push_str("</section>\n");
         Ok(())
     }
+}
+
+/// Writes `report.html` into the study directory of `grid` from what [`crate::study::collect`]
+/// left there (the tables' cells and `fig7.csv`); returns its path.
+pub fn write_report(grid: &Grid) -> Result<PathBuf> {
+    let report = StudyReport::collect(grid)?;
+    let html = grid.dir.join("report.html");
+    let title = format!("Study report: {}", grid.dir.display());
+    super::write(&html, &title, &[super::Section::Study(Box::new(report))])?;
+    Ok(html)
 }

@@ -4,8 +4,6 @@
 //! copied once into the grid as `DIR/bin/<name>` and the scripts run that copy. An installed
 //! binary (`cargo install`, a package) stays where it is, named by its canonical path.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -51,19 +49,7 @@ impl ScriptBinary {
         }
         let dir = self.path.parent().expect("the copy lies in DIR/bin");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-        let written = (|| {
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &self.path)
-        })();
-        written.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(&self.path, e)
-        })?;
+        crate::files::write_atomic_mode(&self.path, &bytes, 0o755)?;
         Ok(true)
     }
 }

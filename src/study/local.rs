@@ -1,17 +1,17 @@
 //! Every core and GPU of one box: the grid's unfinished cells run as separate processes,
 //! `jobs` at a time, CPU threads split between them, or one cell per GPU. One progress
-//! display: a line per running cell, plus cells done and the time left.
+//! display: a line per running cell, plus cells done and the time left. The processes are
+//! those of [`crate::jobs`]' pool.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
+use crate::jobs::{self, Job, Pool};
 
 use super::plan::{Cell, CellState, Exec, Grid};
 
@@ -43,35 +43,11 @@ pub fn cell_command(exe: &Path, dir: &Path, index: usize, exec: &Exec) -> Vec<St
     args
 }
 
-/// Every visible GPU (`cuda:0`, …), or `cpu` when there is none.
-pub fn default_devices() -> Vec<String> {
-    let n = if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 };
-    if n == 0 {
-        vec!["cpu".into()]
-    } else {
-        (0..n).map(|i| format!("cuda:{i}")).collect()
-    }
-}
-
-/// The jobs and the threads of each, for `todo` cells on `devices` with `cores` cores.
-/// On the CPU one single-thread process per core beat one process using every core (two
-/// 1-thread processes: 1.24× the images/s of one 2-thread process, ResNet-20 bf16, AMD
-/// EPYC, 2 cores); on GPUs one cell per device.
-pub fn split(todo: usize, devices: &[String], cores: usize, jobs: Option<usize>, threads: Option<i32>) -> (usize, i32) {
-    let gpus = devices.iter().filter(|d| d.starts_with("cuda")).count();
-    let default_jobs = if gpus > 0 { devices.len() } else { cores };
-    let jobs = jobs.unwrap_or(default_jobs).min(todo.max(1)).max(1);
-    let threads = threads.unwrap_or_else(|| ((cores / jobs).max(1)) as i32);
-    (jobs, threads)
-}
-
-/// A cell being trained by a child process.
+/// A cell being trained by a child process of the pool: the cell, its line, its epochs.
 struct Running {
     cell: Cell,
-    child: Child,
     bar: ProgressBar,
-    device: String,
-    started: Instant,
+    epochs: i64,
 }
 
 /// Mean seconds per epoch of each network seen so far, to estimate the time left.
@@ -146,20 +122,16 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
 struct Runner<'a> {
     grid: &'a Grid,
     exe: &'a Path,
-    devices: Vec<String>,
     jobs: usize,
     threads: i32,
     /// Cells left, with the epochs each is planned for.
     queue: std::collections::VecDeque<(Cell, i64)>,
-    running: Vec<(Running, i64)>,
+    /// The cells running; it stops them on SIGINT and SIGTERM.
+    pool: Pool<Running>,
     failed: Vec<String>,
     done: usize,
-    next_device: usize,
     pace: Pace,
     display: Display,
-    /// SIGINT and SIGTERM flags; the signal that stopped the grid.
-    flags: Vec<(i32, Arc<AtomicBool>)>,
-    signal: Option<i32>,
 }
 
 /// One line per running cell and one for the grid (on a terminal), or plain lines.
@@ -209,9 +181,8 @@ impl Display {
 
 impl<'a> Runner<'a> {
     fn new(grid: &'a Grid, exe: &'a Path, opts: &LocalOptions, todo: Vec<(Cell, i64)>) -> Result<Self> {
-        let devices = if opts.devices.is_empty() { default_devices() } else { opts.devices.clone() };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (jobs, threads) = split(todo.len(), &devices, cores, opts.jobs, opts.threads);
+        let devices = if opts.devices.is_empty() { jobs::default_devices() } else { opts.devices.clone() };
+        let (jobs, threads) = jobs::split(todo.len(), &devices, jobs::cores(), opts.jobs, opts.threads);
         let logs = grid.dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
         let total = grid.cells.len();
@@ -222,117 +193,82 @@ impl<'a> Runner<'a> {
             devices.join(","),
             logs.display()
         ));
-        let flags = [libc::SIGINT, libc::SIGTERM]
-            .into_iter()
-            .map(|s| {
-                let f = Arc::new(AtomicBool::new(false));
-                signal_hook::flag::register(s, Arc::clone(&f)).map(|_| (s, f))
-            })
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::Config(format!("cannot install the signal handler: {e}")))?;
+        let pool = Pool::new(devices, jobs)?;
         let mut pace = Pace::default();
         for cell in &grid.cells {
             pace.learn(grid, cell);
         }
-        Ok(Runner {
-            grid,
-            exe,
-            devices,
-            jobs,
-            threads,
-            queue: todo.into(),
-            running: Vec::new(),
-            failed: Vec::new(),
-            done,
-            next_device: 0,
-            pace,
-            display,
-            flags,
-            signal: None,
-        })
+        Ok(Runner { grid, exe, jobs, threads, queue: todo.into(), pool, failed: Vec::new(), done, pace, display })
     }
 
     /// Passes a signal on to the cells, or starts cells while slots are free; `false` when
     /// nothing runs any more.
     fn launch(&mut self) -> Result<bool> {
-        if self.signal.is_none() {
-            let closed = self.display.closed.get().then_some(libc::SIGPIPE);
-            if let Some(s) =
-                closed.or_else(|| self.flags.iter().find(|(_, f)| f.load(Ordering::Relaxed)).map(|(s, _)| *s))
-            {
-                self.signal = Some(s);
-                self.display.say(format!("signal {s}: stopping; each running cell writes its checkpoint"));
-                for (r, _) in &self.running {
-                    // SAFETY: sending a signal to a child we started and have not reaped.
-                    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
-                }
-            }
+        // A closed stdout stops the grid as a signal does.
+        let signal = if self.display.closed.get() && self.pool.stopped().is_none() {
+            self.pool.stop(libc::SIGPIPE);
+            Some(libc::SIGPIPE)
+        } else {
+            self.pool.interrupted()
+        };
+        if let Some(s) = signal {
+            self.display.say(format!("signal {s}: stopping; each running cell writes its checkpoint"));
         }
-        while self.signal.is_none() && self.running.len() < self.jobs {
+        while self.pool.has_room() {
             let Some((cell, epochs)) = self.queue.pop_front() else { break };
-            let device = self.devices[self.next_device % self.devices.len()].clone();
-            self.next_device += 1;
-            let child = self.spawn(&cell, &device)?;
+            let device = self.pool.next_device().to_string();
+            let mut command = self.command(&cell, &device)?;
             let bar = self.display.cell_bar(&cell, &device, epochs, epochs_done(self.grid, &cell));
             self.display.say(format!("started {} on {device}", cell.name()));
-            self.running.push((Running { cell, child, bar, device, started: Instant::now() }, epochs));
+            self.pool.start(Running { cell, bar, epochs }, &mut command)?;
         }
-        Ok(!self.running.is_empty())
+        Ok(!self.pool.is_empty())
     }
 
-    /// Starts the process of `cell` on `device`, its output appended to the cell's log.
-    fn spawn(&self, cell: &Cell, device: &str) -> Result<Child> {
+    /// The process of `cell` on `device`, its output appended to the cell's log.
+    fn command(&self, cell: &Cell, device: &str) -> Result<Command> {
         let exec = Exec { threads: Some(self.threads), device: Some(device.to_string()) };
         let argv = cell_command(self.exe, &self.grid.dir, cell.index, &exec);
         let log_path = self.grid.log_path(cell);
         let open = || std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
         let (out, err) = (open(), open());
         let (out, err) = (out.map_err(|e| Error::io(&log_path, e))?, err.map_err(|e| Error::io(&log_path, e))?);
-        Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| Error::io(&argv[0], e))
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]).stdin(Stdio::null()).stdout(out).stderr(err);
+        Ok(command)
     }
 
     /// Updates each running cell's line and collects the cells that ended.
     fn poll(&mut self) -> Result<()> {
-        let mut i = 0;
-        while i < self.running.len() {
-            let (r, _) = &mut self.running[i];
-            let status = r.child.try_wait().map_err(|e| Error::io(&self.grid.dir, e))?;
+        for job in self.pool.running() {
+            let r = &job.tag;
             if let Ok(rows) = crate::metrics::read(&self.grid.cell_dir(&r.cell).join("metrics.csv")) {
                 let last = rows.last().expect("metrics::read returns at least one row");
                 r.bar.set_position(rows.len() as u64);
                 r.bar.set_message(format!("train {:.1}% test {:.1}%", last.train_err, last.test_err));
             }
-            match status {
-                None => i += 1,
-                Some(status) => {
-                    let (r, _) = self.running.swap_remove(i);
-                    self.ended(r, status);
-                }
-            }
+        }
+        for (job, status) in self.pool.reap()? {
+            self.ended(job, status);
         }
         self.display.overall.set_position(self.done as u64);
         Ok(())
     }
 
     /// Reports a cell whose process ended: finished, stopped by a signal, or failed.
-    fn ended(&mut self, r: Running, status: std::process::ExitStatus) {
+    fn ended(&mut self, job: Job<Running>, status: std::process::ExitStatus) {
+        let r = &job.tag;
         r.bar.finish_and_clear();
         self.display.multi.remove(&r.bar);
-        let minutes = r.started.elapsed().as_secs_f64() / 60.0;
+        let minutes = job.started.elapsed().as_secs_f64() / 60.0;
         let name = r.cell.name();
         match self.grid.state(&r.cell) {
             Ok(CellState::Finished { .. }) if status.success() => {
                 self.done += 1;
                 self.pace.learn(self.grid, &r.cell);
-                self.display.say(format!("finished {name} on {} in {minutes:.1} min", r.device));
+                self.display.say(format!("finished {name} on {} in {minutes:.1} min", job.device));
             }
-            _ if self.signal.is_some() => {
+            _ if self.pool.stopped().is_some() => {
                 self.display.say(format!("stopped {name} ({status}); it continues from its checkpoint next time"))
             }
             _ => {
@@ -347,19 +283,20 @@ impl<'a> Runner<'a> {
     /// The grid line: cells running and the time left, from the pace measured so far.
     fn show_time_left(&self) {
         let queued = self.queue.iter().map(|(c, epochs)| self.pace.of(c).map(|s| s * *epochs as f64));
-        let running = self.running.iter().map(|(r, epochs)| {
-            let rest = *epochs as f64 - epochs_done(self.grid, &r.cell) as f64;
+        let running = self.pool.running().iter().map(|job| {
+            let r = &job.tag;
+            let rest = r.epochs as f64 - epochs_done(self.grid, &r.cell) as f64;
             self.pace.of(&r.cell).map(|s| s * rest)
         });
         let left: f64 = queued.chain(running).map(|x| x.unwrap_or(f64::NAN)).sum();
         let eta =
             if left.is_finite() { format!("~{} left", fmt_duration(left / self.jobs as f64)) } else { String::new() };
-        self.display.overall.set_message(format!("· {} running · {eta}", self.running.len()));
+        self.display.overall.set_message(format!("· {} running · {eta}", self.pool.running().len()));
     }
 
     fn finish(self) -> Result<()> {
         self.display.overall.finish_and_clear();
-        if let Some(signal) = self.signal {
+        if let Some(signal) = self.pool.stopped() {
             return Err(Error::GridInterrupted { signal, dir: self.grid.dir.clone() });
         }
         if !self.failed.is_empty() {
@@ -378,25 +315,6 @@ fn last_line(path: &PathBuf) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_jobs_take_one_core_each_up_to_the_cells_left() {
-        let cpu = vec!["cpu".to_string()];
-        assert_eq!(split(8, &cpu, 2, None, None), (2, 1));
-        assert_eq!(split(8, &cpu, 16, None, None), (8, 2));
-        assert_eq!(split(1, &cpu, 16, None, None), (1, 16));
-        assert_eq!(split(8, &cpu, 16, Some(4), None), (4, 4));
-        assert_eq!(split(8, &cpu, 2, Some(1), Some(2)), (1, 2));
-        assert_eq!(split(8, &cpu, 2, Some(3), None), (3, 1));
-        assert_eq!(split(0, &cpu, 2, None, None), (1, 2));
-    }
-
-    #[test]
-    fn gpus_take_one_cell_each() {
-        let gpus: Vec<String> = (0..4).map(|i| format!("cuda:{i}")).collect();
-        assert_eq!(split(10, &gpus, 32, None, None), (4, 8));
-        assert_eq!(split(3, &gpus, 32, None, None), (3, 10));
-    }
 
     #[test]
     fn cell_command_names_cell_and_execution() {

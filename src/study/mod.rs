@@ -7,8 +7,10 @@
 //! - [`local`]: every core and GPU of one box (`--jobs`, `--devices`), one progress display.
 //! - [`slurm`]: a Slurm job array and a collect job, preemption-safe; [`binary`]: the
 //!   binary they run, kept where a `cargo clean` cannot reach it.
-//! - [`results`]: Table 6 (`results.json`, `.csv`, `.md`), Fig. 6 and Fig. 7; with them
-//!   `report.html` ([`crate::html`]).
+//! - [`results`]: Table 6 (`results.json`, `.csv`, `.md`), Fig. 6 and Fig. 7.
+//!
+//! The study knows nothing of HTML: its `report.html` is written by the layer above
+//! (`html::study::write_report`), after [`collect`].
 
 pub mod binary;
 pub mod local;
@@ -21,9 +23,9 @@ use std::path::PathBuf;
 use crate::error::Result;
 pub use plan::{Cell, CellState, Exec, FlagParser, Grid, GridSpec};
 
-/// Aggregates the finished cells of the grid in `dir`: the tables, Fig. 6, from the
-/// trained networks (the first seed of each) Fig. 7, and all of it in `report.html`.
-/// Returns the files written.
+/// Aggregates the finished cells of the grid in `dir`: the tables, Fig. 6 and, from the
+/// trained networks (the first seed of each), Fig. 7 (`fig7.csv`, `fig7.png`). Returns
+/// the files written.
 pub fn collect(grid: &Grid, device: tch::Device) -> Result<(results::Results, Vec<PathBuf>)> {
     let (res, curves) = results::collect(grid)?;
     let mut files = results::write(grid, &res, &curves)?;
@@ -41,15 +43,5 @@ pub fn collect(grid: &Grid, device: tch::Device) -> Result<(results::Results, Ve
     crate::analysis::write_responses(&responses, &csv, &png)
         .map_err(|e| crate::Error::Config(format!("Fig. 7: {e}")))?;
     files.extend([csv, png]);
-    let report = crate::html::study::StudyReport {
-        dir: grid.dir.clone(),
-        results: res.clone(),
-        curves,
-        responses: Some(responses),
-    };
-    let html = grid.dir.join("report.html");
-    let title = format!("Study report: {}", grid.dir.display());
-    crate::html::write(&html, &title, &[crate::html::Section::Study(Box::new(report))])?;
-    files.push(html);
     Ok((res, files))
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::model::Arch;
 use crate::train::TrainConfig;
@@ -186,7 +185,7 @@ impl Grid {
                 cells: grid.cells.clone(),
             };
             let text = serde_json::to_string_pretty(&file).expect("grid serialises");
-            checkpoint::write_atomic(&path, text.as_bytes())?;
+            crate::files::write_atomic(&path, text.as_bytes())?;
         }
         Ok(grid)
     }

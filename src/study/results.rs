@@ -298,15 +298,15 @@ pub fn write(grid: &Grid, results: &Results, curves: &[Curves]) -> Result<Vec<Pa
     let dir = &grid.dir;
     let json = serde_json::to_string_pretty(results).expect("results serialise");
     let path = |n: &str| dir.join(n);
-    crate::checkpoint::write_atomic(&path("results.json"), json.as_bytes())?;
-    crate::checkpoint::write_atomic(&path("results.md"), markdown(results).as_bytes())?;
+    crate::files::write_atomic(&path("results.json"), json.as_bytes())?;
+    crate::files::write_atomic(&path("results.md"), markdown(results).as_bytes())?;
     let csv_path = path("results.csv");
     let mut w = csv::Writer::from_writer(Vec::new());
     for n in &results.nets {
         w.serialize(CsvRow::from(n)).map_err(|e| Error::io(&csv_path, std::io::Error::other(e)))?;
     }
     let bytes = w.into_inner().map_err(|e| Error::io(&csv_path, std::io::Error::other(e.to_string())))?;
-    crate::checkpoint::write_atomic(&csv_path, &bytes)?;
+    crate::files::write_atomic(&csv_path, &bytes)?;
     let fig = path("fig6.png");
     fig6(curves, results.settings.dataset()?, &fig)?;
     Ok(vec![path("results.json"), csv_path, path("results.md"), fig])

@@ -241,8 +241,8 @@ pub fn write_scripts(grid: &Grid, exe: &Path, opts: &SlurmOptions) -> Result<(Pa
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let array = dir.join("array.sbatch");
     let collect = dir.join("collect.sbatch");
-    crate::checkpoint::write_atomic(&array, array_text.as_bytes())?;
-    crate::checkpoint::write_atomic(&collect, collect_text.as_bytes())?;
+    crate::files::write_atomic(&array, array_text.as_bytes())?;
+    crate::files::write_atomic(&collect, collect_text.as_bytes())?;
     Ok((array, collect))
 }
 

@@ -112,7 +112,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every setting once, with a message saying what to use instead.
     pub fn validate(&self) -> Result<()> {
-        self.model.blocks_per_stage()?;
+        crate::memory::check_fits(&self.model)?;
         self.dataset.check_classes(self.model.num_classes)?;
         let bad = |m: String| Err(Error::Config(m));
         if self.batch_size < 1 {
@@ -350,7 +350,7 @@ impl RunFile {
         let field =
             |name: &str, value: &dyn std::fmt::Debug, want: &str| Err(format!("field `{name}` is {value:?}: {want}"));
         let model = self.model();
-        if let Err(e) = model.blocks_per_stage() {
+        if let Err(e) = crate::memory::check_fits(&model) {
             return Err(format!("field `depth`: {e}"));
         }
         let dataset = Dataset::new(self.dataset, self.labels)
@@ -442,7 +442,7 @@ impl RunFile {
     /// Writes `dir/config.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("a run file serialises");
-        crate::checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())
+        crate::files::write_atomic(&dir.join("config.json"), text.as_bytes())
     }
 
     /// The training configuration of the run in `dir` (which is where it now is).

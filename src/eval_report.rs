@@ -1,13 +1,15 @@
-//! `resnet-cifar eval`: top-1 error, per-class accuracy and the confusion matrix, as text
-//! or as one JSON object; with more than ten classes (CIFAR-100) also the top-5 error,
-//! overall and per class. The JSON of a checkpoint in a run directory is also saved beside
-//! it ([`save_scores`], `best.eval.json` for `best.safetensors`), for the HTML report.
+//! The evaluation report of a checkpoint (`resnet-cifar eval`): top-1 error, per-class
+//! accuracy and the confusion matrix, as text or as one JSON object ([`Scores`]); with more
+//! than ten classes (CIFAR-100) also the top-5 error, overall and per class. The scores of
+//! a checkpoint in a run directory are also saved beside it ([`save_scores`],
+//! `best.eval.json` for `best.safetensors`), for the HTML report, which reads them back
+//! through the same [`Scores`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{DataSource, Dataset, Part};
 use crate::error::{Error, Result};
@@ -98,30 +100,31 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
     s
 }
 
-pub fn json(ctx: &ReportContext, e: &Evaluation) -> serde_json::Value {
-    let by_class = |correct: Vec<i64>| -> serde_json::Map<String, serde_json::Value> {
-        ctx.classes.iter().cloned().zip(per_class(e, &correct).into_iter().map(|a| json!(a))).collect()
+/// The scores of evaluation `e`, as `eval --json` prints them and `*.eval.json` holds them.
+pub fn scores(ctx: &ReportContext, e: &Evaluation) -> Scores {
+    let by_class = |correct: Vec<i64>| -> BTreeMap<String, f64> {
+        ctx.classes.iter().cloned().zip(per_class(e, &correct)).collect()
     };
-    json!({
-        "checkpoint": ctx.checkpoint,
-        "data_dir": ctx.data_dir,
-        "dataset": ctx.dataset.name().to_string(),
-        "labels": ctx.dataset.labels().map(|l| l.to_string()),
-        "arch": ctx.model.arch.to_string(),
-        "depth": ctx.model.depth,
-        "shortcut": ctx.model.shortcut.to_string(),
-        "block": ctx.model.block().to_string(),
-        "normalization": ctx.normalization.to_string(),
-        "images": e.images,
-        "top1_error": e.error,
-        "top5_error": e.top5_error(),
-        "accuracy": e.accuracy(),
-        "loss": e.loss,
-        "classes": ctx.classes,
-        "per_class_accuracy": by_class(top1_correct(e)),
-        "per_class_top5_accuracy": by_class(top5_correct(e)),
-        "confusion": Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix"),
-    })
+    Scores {
+        checkpoint: ctx.checkpoint.to_string(),
+        data_dir: ctx.data_dir.to_string(),
+        dataset: ctx.dataset.name().to_string(),
+        labels: ctx.dataset.labels().map(|l| l.to_string()),
+        arch: ctx.model.arch.to_string(),
+        depth: ctx.model.depth,
+        shortcut: ctx.model.shortcut.to_string(),
+        block: ctx.model.block().to_string(),
+        normalization: ctx.normalization.to_string(),
+        images: e.images,
+        top1_error: e.error,
+        top5_error: e.top5_error(),
+        accuracy: e.accuracy(),
+        loss: e.loss,
+        classes: ctx.classes.to_vec(),
+        per_class_accuracy: by_class(top1_correct(e)),
+        per_class_top5_accuracy: by_class(top5_correct(e)),
+        confusion: Vec::<Vec<i64>>::try_from(&e.confusion).expect("a square confusion matrix"),
+    }
 }
 
 /// Evaluates a loaded checkpoint on the test set of `data` (its first `limit_test` images):
@@ -153,29 +156,55 @@ pub fn scores_path(checkpoint: &Path) -> PathBuf {
     checkpoint.with_file_name(format!("{stem}.eval.json"))
 }
 
-/// Saves the [`json`] of `checkpoint` at [`scores_path`] when it lies in a run directory
+/// Saves the [`Scores`] of `checkpoint` at [`scores_path`] when it lies in a run directory
 /// (one with a `config.json`); returns where.
-pub fn save_scores(checkpoint: &Path, scores: &serde_json::Value) -> Result<Option<PathBuf>> {
+pub fn save_scores(checkpoint: &Path, scores: &Scores) -> Result<Option<PathBuf>> {
     let in_run = checkpoint.parent().is_some_and(|d| d.join("config.json").is_file());
     if !in_run {
         return Ok(None);
     }
     let path = scores_path(checkpoint);
     let text = serde_json::to_string_pretty(scores).expect("scores serialise");
-    crate::checkpoint::write_atomic(&path, text.as_bytes())?;
+    crate::files::write_atomic(&path, text.as_bytes())?;
     Ok(Some(path))
 }
 
-/// A saved evaluation (`*.eval.json`), as the report reads it.
-#[derive(Debug, Clone, Deserialize)]
+/// An evaluation's scores: what `eval --json` prints and `*.eval.json` holds, written and
+/// read only through this type. Fields that older files may lack default to empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub checkpoint: String,
+    #[serde(default)]
+    pub data_dir: String,
+    /// `cifar10` or `cifar100`.
     pub dataset: String,
+    /// CIFAR-100's `fine` or `coarse`; `None` for CIFAR-10.
+    #[serde(default)]
+    pub labels: Option<String>,
+    #[serde(default)]
+    pub arch: String,
+    #[serde(default)]
+    pub depth: i64,
+    #[serde(default)]
+    pub shortcut: String,
+    #[serde(default)]
+    pub block: String,
+    #[serde(default)]
+    pub normalization: String,
     pub images: i64,
+    /// Percent.
     pub top1_error: f64,
     pub top5_error: f64,
+    #[serde(default)]
+    pub accuracy: f64,
     pub loss: f64,
     pub classes: Vec<String>,
+    /// Percent of each class's images classified correctly (top-1), by class name.
+    #[serde(default)]
+    pub per_class_accuracy: BTreeMap<String, f64>,
+    /// The same for the top-5 guesses.
+    #[serde(default)]
+    pub per_class_top5_accuracy: BTreeMap<String, f64>,
     /// Rows: true class, columns: predicted class.
     pub confusion: Vec<Vec<i64>>,
 }
@@ -200,5 +229,40 @@ impl Scores {
             .enumerate()
             .map(|(i, row)| 100.0 * row[i] as f64 / row.iter().sum::<i64>().max(1) as f64)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_round_trip_and_files_of_the_old_eight_fields_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"checkpoint": "run/best.safetensors", "dataset": "cifar10", "images": 4,
+            "top1_error": 25.0, "top5_error": 0.0, "loss": 0.5, "classes": ["cat", "dog"],
+            "confusion": [[2, 0], [1, 1]]}"#;
+        let path = dir.path().join("best.eval.json");
+        std::fs::write(&path, old).unwrap();
+        let s = Scores::read(&path).unwrap();
+        assert_eq!((s.images, s.labels.as_deref(), s.depth), (4, None, 0));
+        assert_eq!(s.per_class_accuracy(), [100.0, 50.0]);
+
+        let full = Scores {
+            data_dir: "data".into(),
+            labels: Some("fine".into()),
+            arch: "resnet".into(),
+            depth: 20,
+            per_class_accuracy: BTreeMap::from([("cat".into(), 100.0), ("dog".into(), 50.0)]),
+            ..s
+        };
+        std::fs::write(&path, serde_json::to_string_pretty(&full).unwrap()).unwrap();
+        assert_eq!(Scores::read(&path).unwrap(), full);
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), 18, "every field is in the file: {json}");
+
+        std::fs::write(&path, r#"{"checkpoint": "x", "dataset": "cifar10"}"#).unwrap();
+        let e = Scores::read(&path).unwrap_err().to_string();
+        assert!(e.contains("best.eval.json") && e.contains("images"), "{e}");
     }
 }
