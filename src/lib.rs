@@ -1,7 +1,7 @@
 //! The CIFAR-10 residual networks of He, Zhang, Ren and Sun, "Deep Residual Learning for
-//! Image Recognition" (2015), Section 4.2, on libtorch through `tch`. The modules, layer by
-//! layer: each uses only its own layer and those above it, and no module imports one that
-//! imports it back (`tests/layers.rs` reads the sources and checks it).
+//! Image Recognition" (2015), Section 4.2, on libtorch through `tch`. The modules, by layer;
+//! no module imports one that imports it back, directly or through others (`tests/layers.rs`
+//! reads the sources and checks it).
 //!
 //! 1. **Foundations**: [`error`] (the typed errors), [`device`] (where to compute), [`alloc`]
 //!    (the allocator setting that keeps steps free of page faults), [`signals`] (SIGINT,
