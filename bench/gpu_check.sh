@@ -90,7 +90,10 @@ except Exception: print("null")' "$1" "$2"
 failures=null
 if [ -x bench/gpu_failures.sh ]; then
     BIN=$BIN DATA=$data WORK=$work/failures DEV=$dev RESNET_CIFAR_PYTHON=$PY timeout 120 bench/gpu_failures.sh \
-        >"$work/failures.json" 2>"$work/failures.err" && failures=$(tail -1 "$work/failures.json")
+        >"$work/failures.json" 2>"$work/failures.err"
+    # Its JSON whether it passed or not (a failed case, or stopped by the limit: it still reports).
+    last=$(tail -1 "$work/failures.json" 2>/dev/null)
+    case $last in "{"*) failures=$last ;; esac
     [ "$failures" = null ] && failures="{\"error\": \"gpu_failures.sh failed: $(tail -1 "$work/failures.err" | tr -d '"\\')\"}"
 fi
 

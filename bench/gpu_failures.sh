@@ -157,16 +157,22 @@ sigterm_resume() {
     fi
 }
 
-for c in "${cases[@]}"; do
-    "$c"
-done
-
-args=()
-for c in "${cases[@]}"; do
-    args+=("$c" "${status[$c]:-fail}" "${detail[$c]:-not run}")
-done
-"$PY" -c '
+# The JSON of every case, run or not; also printed when a caller's time limit stops the
+# script (SIGTERM from `timeout`), so the cases already run are not lost with the rest.
+report() {
+    local args=()
+    for c in "${cases[@]}"; do
+        args+=("$c" "${status[$c]:-${1:-fail}}" "${detail[$c]:-${2:-not run}}")
+    done
+    "$PY" -c '
 import json, sys
 a = sys.argv[1:]
 print(json.dumps({a[i]: {"status": a[i + 1], "detail": a[i + 2]} for i in range(0, len(a), 3)}))
 ' "${args[@]}"
+}
+trap 'kill -KILL "${pid:-}" 2>/dev/null; report stopped "not finished: the caller'"'"'s time limit (SIGTERM) came first"; exit 124' TERM
+
+for c in "${cases[@]}"; do
+    "$c"
+done
+report
