@@ -18,7 +18,8 @@
 # same size (speed only: the errors then mean nothing, and the JSON says real_data false).
 #
 # Dry run on a machine without a GPU: GPU_CHECK_DEVICE=cpu GPU_CHECK_ITERS=3 GPU_CHECK_PROCS=2
-# GPU_CHECK_WARMUP=1 GPU_CHECK_BUDGET_S=60 bench/gpu_check.sh (steps that need CUDA report "needs CUDA").
+# GPU_CHECK_WARMUP=1 GPU_CHECK_BUDGET_S=60 GPU_FAILURES_LIMIT_TRAIN=1000 GPU_FAILURES_LIMIT_TEST=200
+# bench/gpu_check.sh (steps that need CUDA report "needs CUDA"; the failure cases train on fewer images).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 exec 3>&1 1>&2
