@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "));
+            eprintln!("error: {}", resnet_cifar::error::one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -50,3 +50,21 @@ impl Error {
         Error::Checkpoint { path: path.into(), msg: msg.into() }
     }
 }
+
+/// `text` on one line: every run of whitespace (line breaks from libtorch or the OS
+/// included) becomes one space. Every error the user sees goes through it.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_folds_every_run_of_whitespace_into_one_space() {
+        assert_eq!(
+            super::one_line("CUDA error:\n  out of memory\r\n\tat step 3 "),
+            "CUDA error: out of memory at step 3"
+        );
+        assert_eq!(super::one_line(""), "");
+    }
+}

@@ -48,13 +48,8 @@ fn main() -> ExitCode {
                     msg = format!("{msg}: {cause}");
                 }
             }
-            eprintln!("error: {}", one_line(&msg));
+            eprintln!("error: {}", resnet_cifar::error::one_line(&msg));
             code
         }
     }
-}
-
-/// Errors from libraries may hold line breaks; the user gets one line.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -239,7 +239,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<EpochMetrics
                     let column = err.field().and_then(|f| header.get(f as usize)).map_or("?", |c| c.as_str());
                     format!("column `{column}`: {}", err.kind())
                 }
-                other => format!("{other:?}").split_whitespace().collect::<Vec<_>>().join(" "),
+                other => crate::error::one_line(&format!("{other:?}")),
             };
             Error::data(path, format!("line {line}: {}", crate::files::printable(&what)))
         })?;

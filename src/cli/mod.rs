@@ -603,7 +603,7 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
                 println!("{}: {}", path.display(), top.join(", "));
             }
             Err(e) => {
-                eprintln!("error: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "));
+                eprintln!("error: {}", resnet_cifar::error::one_line(&e.to_string()));
                 failed += 1;
             }
         }

@@ -251,7 +251,7 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
         .take_while(|l| !l.starts_with("Usage:"))
         .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
         .collect();
-    let line = parts.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = resnet_cifar::error::one_line(&parts.join(" "));
     eprintln!("{line}; see --help");
     std::process::ExitCode::from(2)
 }

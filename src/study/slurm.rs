@@ -255,7 +255,7 @@ fn sbatch(args: &[&str]) -> Result<String> {
     })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Config(format!("sbatch failed: {}", err.split_whitespace().collect::<Vec<_>>().join(" "))));
+        return Err(Error::Config(format!("sbatch failed: {}", crate::error::one_line(&err))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // `--parsable` prints `jobid` or `jobid;cluster`.
