@@ -16,7 +16,7 @@
 //! the full study (five depths, several seeds, Table 6) is `resnet-cifar study`.
 //!
 //! ```text
-//! cargo run --release --example plain_vs_residual -- --depth 20 --epochs 3 --limit-train 5000
+//! cargo run --release --example plain_vs_residual -- --epochs 2 --limit-train 5000 --limit-test 2000
 //! ```
 
 use std::path::PathBuf;
