@@ -19,6 +19,8 @@ use resnet_cifar::model::ResNet;
 use resnet_cifar::native::SgdKernel;
 use resnet_cifar::train::{run_with_data, TrainConfig};
 use tch::nn::{ModuleT, VarStore};
+
+mod common;
 use tch::{Device, Kind, Tensor};
 
 const LOGIT_TOL: f64 = 1e-4;
@@ -28,25 +30,11 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance").join(name)
 }
 
-/// The Python with torch, or `None` (skip) outside CI.
-fn python() -> Option<String> {
-    let py = std::env::var("RESNET_CIFAR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py).args(["-c", "import torch, safetensors"]).status().map(|s| s.success()).unwrap_or(false);
-    if ok {
-        Some(py)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{py} has no torch/safetensors: the set-up (scripts/env.sh) must provide them in CI");
-    } else {
-        eprintln!("skipped: no Python with torch ({py}); run through `make test` to get one");
-        None
-    }
-}
-
 /// Generates the fixtures once per test binary.
 fn fixtures() -> Option<&'static Path> {
     static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
     DIR.get_or_init(|| {
-        let py = python()?;
+        let py = common::python_with_torch()?;
         let dir = tempfile::tempdir().unwrap();
         let o = Command::new(py).arg(script("gen_fixtures.py")).arg(dir.path()).output().unwrap();
         assert!(o.status.success(), "gen_fixtures.py failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -146,7 +134,7 @@ fn preactivation_logits_and_gradients_match_pytorch() {
 
 #[test]
 fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
-    let Some(py) = python() else { return };
+    let Some(py) = common::python_with_torch() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     for (depth, shortcut) in [(8, resnet_cifar::Shortcut::B), (14, resnet_cifar::Shortcut::A)] {
@@ -203,7 +191,7 @@ fn fixture_model(dir: &Path, name: &str) -> (PathBuf, Checkpoint, BTreeMap<Strin
 #[test]
 fn layer_responses_match_pytorch_forward_hooks() {
     let Some(dir) = fixtures() else { return };
-    let py = python().unwrap();
+    let py = common::python_with_torch().unwrap();
     for name in ["resnet-A-20", "plain-B-56", "resnet-B-20"] {
         let (path, ckpt, fx, _vs, model) = fixture_model(dir, name);
         let ours =
@@ -228,7 +216,7 @@ fn layer_responses_match_pytorch_forward_hooks() {
 /// `_foreach_*` ops alike.
 #[test]
 fn five_sgd_steps_match_torch_optim_sgd() {
-    let Some(py) = python() else { return };
+    let Some(py) = common::python_with_torch() else { return };
     let dir = tempfile::tempdir().unwrap();
     let o = Command::new(py).arg(script("sgd_steps.py")).arg(dir.path()).output().unwrap();
     assert!(o.status.success(), "sgd_steps.py failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -278,7 +266,7 @@ fn five_sgd_steps(fx: &Checkpoint, kernel: SgdKernel) {
 fn an_off_centre_landscape_point_matches_pytorch() {
     use resnet_cifar::landscape::Perturbation;
     let Some(dir) = fixtures() else { return };
-    let py = python().unwrap();
+    let py = common::python_with_torch().unwrap();
     for name in ["resnet-A-20", "plain-B-56", "resnet-B-20"] {
         let (path, _, fx, vs, model) = fixture_model(dir, name);
         let (x, labels) = (&fx["fixture.input"], &fx["fixture.labels"]);

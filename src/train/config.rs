@@ -146,7 +146,7 @@ impl TrainConfig {
             if t < 1 {
                 return bad(format!("--threads {t} must be at least 1"));
             }
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = crate::jobs::cores();
             let most = (4 * cores).max(8);
             if t as usize > most {
                 return bad(format!("--threads {t} is far above the {cores} cores here: use at most {most}"));
