@@ -100,7 +100,8 @@ fn cifar(dir: &Path, tmp: &Path) -> Result<()> {
 
 /// `config.json` of a CIFAR-10 and a CIFAR-100 run, and training states.
 fn run_configs(dir: &Path) -> Result<()> {
-    let cfg = TrainConfig { limit_train: Some(128), threads: Some(1), ..Default::default() };
+    let mut cfg = TrainConfig::default();
+    (cfg.data.limit_train, cfg.machine.threads) = (Some(128), Some(1));
     let schedule = cfg.lr_schedule(2);
     seed(
         dir,
@@ -108,12 +109,8 @@ fn run_configs(dir: &Path) -> Result<()> {
         "config.json",
         serde_json::to_string_pretty(&RunFile::new(&cfg, 78_042, &schedule, 5))?.as_bytes(),
     )?;
-    let c100 = TrainConfig {
-        dataset: Dataset::Cifar100 { labels: Labels::Coarse },
-        model: ResNetConfig { num_classes: 20, ..Default::default() },
-        val_split: 10,
-        ..cfg
-    };
+    let mut c100 = TrainConfig { model: ResNetConfig { num_classes: 20, ..Default::default() }, ..cfg };
+    (c100.data.dataset, c100.data.val_split) = (Dataset::Cifar100 { labels: Labels::Coarse }, 10);
     let file = RunFile::new(&c100, 78_042, &c100.lr_schedule(2), 5);
     seed(dir, "run_config", "config-cifar100.json", serde_json::to_string(&file)?.as_bytes())?;
     for (i, p) in [

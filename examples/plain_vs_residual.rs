@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use resnet_cifar::data::Dataset;
 use resnet_cifar::model::{Arch, ResNetConfig};
+use resnet_cifar::train::config::{DataSettings, Machine, Output, Schedule};
 use resnet_cifar::train::{self, RunSummary, TrainConfig};
 
 /// Trains a plain and a residual network of one depth on CIFAR-10 and prints their
@@ -55,18 +56,16 @@ struct Args {
 /// One network, trained by the library's loop into its own run directory.
 fn train(args: &Args, arch: Arch) -> resnet_cifar::Result<RunSummary> {
     let model = ResNetConfig { depth: args.depth, arch, ..Default::default() };
+    let (limit_train, limit_test, dir) = (args.limit_train, args.limit_test, args.data_dir.clone());
     let cfg = TrainConfig {
         model,
-        epochs: args.epochs,
-        limit_train: args.limit_train,
-        limit_test: args.limit_test,
-        data_dir: args.data_dir.clone(),
-        out_dir: args.out.join(model.name()),
-        device: resnet_cifar::device::parse_device("auto")?,
-        tensorboard: false,
+        schedule: Schedule { epochs: args.epochs, ..Default::default() },
+        data: DataSettings { dir, limit_train, limit_test, ..Default::default() },
+        output: Output { dir: args.out.join(model.name()), tensorboard: false, ..Default::default() },
+        machine: Machine { device: resnet_cifar::device::parse_device("auto")?, ..Default::default() },
         ..Default::default()
     };
-    println!("training {} ({} epochs) into {}", model.name(), cfg.epochs, cfg.out_dir.display());
+    println!("training {} ({} epochs) into {}", model.name(), cfg.schedule.epochs, cfg.output.dir.display());
     train::run(&cfg)
 }
 

@@ -8,6 +8,9 @@ pub enum Error {
     /// A setting that cannot be used (depth not 6n+2, batch size 0, …).
     #[error("{0}")]
     Config(String),
+    /// A setting out of its range, named by its path in `config.json`.
+    #[error("{0}")]
+    Setting(BadSetting),
     /// A data file that is missing, unreadable or not in the CIFAR-10 binary format.
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
@@ -35,6 +38,21 @@ pub enum Error {
     /// A failure reported by the C++ shim (a libtorch call tch cannot make).
     #[error("libtorch: {0}")]
     Native(String),
+}
+
+/// A setting out of its range: its path in `config.json` (`schedule.lr`), its value, and
+/// what it must be. The binary names the flag that sets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadSetting {
+    pub path: &'static str,
+    pub value: String,
+    pub want: String,
+}
+
+impl std::fmt::Display for BadSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is {}: {}", self.path, self.value, self.want)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             if e.downcast_ref::<cli::Reported>().is_some() {
                 return ExitCode::FAILURE;
             }
+            if let Some(resnet_cifar::Error::Setting(bad)) = e.downcast_ref() {
+                eprintln!("error: {}", resnet_cifar::error::one_line(&cli::train_args::setting_message(bad)));
+                return code;
+            }
             // Each cause once: a library error that names its file already says its cause.
             let mut msg = String::new();
             for cause in e.chain().map(|c| c.to_string()) {

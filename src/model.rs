@@ -104,7 +104,7 @@ crate::text::value_enum_text!(Layout, "layout");
 
 /// How the network computes: number format and memory layout. It changes no parameter
 /// and no checkpoint; the default (fp32, NCHW) is PyTorch's own arithmetic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Compute {
     pub precision: Precision,
     pub layout: Layout,
@@ -155,7 +155,7 @@ pub fn is_channels_last(x: &Tensor) -> bool {
 }
 
 /// Which network to build. `depth` must be 6n+2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResNetConfig {
     pub depth: i64,
     pub arch: Arch,
@@ -171,6 +171,7 @@ pub struct ResNetConfig {
     /// The block of a pre-activation network; `None` is the 2016 paper's choice: basic
     /// below depth 164, bottleneck from 164 (ResNet-164, ResNet-1001). The 2015 networks
     /// have basic blocks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockKind>,
 }
 

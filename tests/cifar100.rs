@@ -170,11 +170,11 @@ fn fine_labels_end_to_end_train_eval_top5_and_predict_a_fine_class() {
     let run = tmp.path().join("run");
     let config = json(&std::fs::read_to_string(run.join("config.json")).unwrap());
     assert_eq!(
-        (&config["dataset"], &config["labels"], &config["num_classes"]),
+        (&config["data"]["dataset"], &config["data"]["labels"], &config["model"]["num_classes"]),
         (&"cifar100".into(), &"fine".into(), &100.into())
     );
     // `--resume` trains on the run's own data set.
-    assert_eq!(resnet_cifar::train::config::config_from_run(&run).unwrap().dataset, FINE);
+    assert_eq!(resnet_cifar::train::config::config_from_run(&run).unwrap().data.dataset, FINE);
     for name in ["best.safetensors", "last.safetensors"] {
         let ckpt = resnet_cifar::checkpoint::read(&run.join(name)).unwrap();
         assert_eq!(ckpt.dataset().unwrap(), Some(FINE));
@@ -223,7 +223,7 @@ fn coarse_labels_give_a_20_way_network() {
     assert!(out.contains("loaded CIFAR-100 (coarse labels)"), "{out}");
     let run = tmp.path().join("run");
     let config = json(&std::fs::read_to_string(run.join("config.json")).unwrap());
-    assert_eq!((&config["labels"], &config["num_classes"]), (&"coarse".into(), &20.into()));
+    assert_eq!((&config["data"]["labels"], &config["model"]["num_classes"]), (&"coarse".into(), &20.into()));
     let best = run.join("best.safetensors");
     let ckpt = resnet_cifar::checkpoint::read(&best).unwrap();
     assert_eq!(ckpt.tensors["linear.weight"].size(), [20, 64]);

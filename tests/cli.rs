@@ -45,7 +45,7 @@ fn seed_flags_train_without_a_subcommand() {
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2);
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
-    assert!(config.contains("\"batch_size\": 64"));
+    assert!(config.contains("\"batch_size\": 64"), "{config}");
 }
 
 #[test]
@@ -195,9 +195,9 @@ fn a_bf16_run_records_its_precision_and_resumes_in_it() {
     assert!(stdout.contains("in bf16, nchw"), "{stdout}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["precision"], "bf16");
-    assert_eq!(config["layout"], "nchw");
-    assert_eq!(config["batch_norm"], false, "--no-bn reaches the model");
+    assert_eq!(config["compute"]["precision"], "bf16");
+    assert_eq!(config["compute"]["layout"], "nchw");
+    assert_eq!(config["model"]["batch_norm"], false, "--no-bn reaches the model");
     let ckpt = resnet_cifar::checkpoint::read(&out.join("last.safetensors")).unwrap();
     assert!(ckpt.tensors.values().all(|t| t.kind() == tch::Kind::Float), "checkpoints hold fp32 tensors");
     // `--resume` takes its settings from config.json, precision and layout included.

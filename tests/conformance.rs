@@ -139,15 +139,12 @@ fn a_trained_checkpoint_loads_into_pytorch_with_the_same_logits() {
     let out = tmp.path().join("run");
     for (depth, shortcut) in [(8, resnet_cifar::Shortcut::B), (14, resnet_cifar::Shortcut::A)] {
         let run_dir = out.join(format!("{depth}"));
-        let cfg = TrainConfig {
+        let mut cfg = TrainConfig {
             model: resnet_cifar::ResNetConfig { depth, shortcut, ..Default::default() },
-            epochs: 1,
-            batch_size: 64,
-            out_dir: run_dir.clone(),
-            quiet: true,
-            threads: Some(2),
             ..Default::default()
         };
+        (cfg.schedule.epochs, cfg.schedule.batch_size, cfg.output.dir) = (1, 64, run_dir.clone());
+        (cfg.machine.quiet, cfg.machine.threads) = (true, Some(2));
         let synth = data::synthetic(256, 64, 3);
         run_with_data(&cfg, &synth).unwrap();
         // best.safetensors is the export (last.safetensors adds optimizer.* buffers for --resume).

@@ -31,7 +31,10 @@ fn a_bottleneck_preact_run_trains_evaluates_and_is_analysed() {
         .arg(&run));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!((config["arch"].as_str(), config["block"].as_str()), (Some("preact"), Some("bottleneck")));
+    assert_eq!(
+        (config["model"]["arch"].as_str(), config["model"]["block"].as_str()),
+        (Some("preact"), Some("bottleneck"))
+    );
     let best = run.join("best.safetensors");
     let ckpt = resnet_cifar::checkpoint::read(&best).unwrap();
     assert_eq!(ckpt.metadata.get("block").map(String::as_str), Some("bottleneck"));

@@ -227,7 +227,11 @@ fn a_cifar100_grid_trains_every_cell_on_it() {
     run_ok(&args);
     for cell in ["plain-20/seed-0", "resnet-20/seed-0"] {
         let config: serde_json::Value = serde_json::from_slice(&read(&out.join(cell).join("config.json"))).unwrap();
-        assert_eq!((&config["dataset"], &config["num_classes"]), (&"cifar100".into(), &20.into()), "{cell}");
+        assert_eq!(
+            (&config["data"]["dataset"], &config["model"]["num_classes"]),
+            (&"cifar100".into(), &20.into()),
+            "{cell}"
+        );
     }
     let json: serde_json::Value = serde_json::from_slice(&read(&out.join("results.json"))).unwrap();
     let s = &json["settings"];

@@ -7,6 +7,7 @@ use resnet_cifar::checkpoint;
 use resnet_cifar::data::{self, Cifar};
 use resnet_cifar::evaluate::evaluate;
 use resnet_cifar::model::{ResNet, ResNetConfig};
+use resnet_cifar::train::config::{Machine, Output, Schedule};
 use resnet_cifar::train::{run_with_data, TrainConfig};
 use tch::nn::VarStore;
 use tch::Device;
@@ -14,14 +15,19 @@ use tch::Device;
 fn tiny_config(out: &Path, epochs: i64) -> TrainConfig {
     TrainConfig {
         model: ResNetConfig { depth: 8, ..Default::default() },
-        epochs,
-        batch_size: 64,
-        out_dir: out.to_path_buf(),
-        threads: Some(2),
-        quiet: true,
+        schedule: Schedule { epochs, batch_size: 64, ..Default::default() },
+        output: Output { dir: out.to_path_buf(), ..Default::default() },
+        machine: Machine { threads: Some(2), quiet: true, ..Default::default() },
         seed: 7,
         ..Default::default()
     }
+}
+
+/// `cfg` changed by `f`.
+fn with(cfg: &TrainConfig, f: impl FnOnce(&mut TrainConfig)) -> TrainConfig {
+    let mut cfg = cfg.clone();
+    f(&mut cfg);
+    cfg
 }
 
 fn synthetic() -> Cifar {
@@ -53,8 +59,8 @@ fn a_short_run_lowers_the_loss_and_writes_one_row_per_epoch() {
     }
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["depth"], 8);
-    assert_eq!(config["lr_milestones"], serde_json::json!([24, 36]));
+    assert_eq!(config["model"]["depth"], 8);
+    assert_eq!(config["outcome"]["lr_milestones"], serde_json::json!([24, 36]));
 }
 
 #[test]
@@ -91,7 +97,7 @@ fn checkpoints_reload_exactly_and_refuse_another_architecture() {
 fn validation_split_adds_columns_and_selects_best() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let cfg = TrainConfig { val_split: 128, ..tiny_config(&out, 2) };
+    let cfg = with(&tiny_config(&out, 2), |c| c.data.val_split = 128);
     run_with_data(&cfg, &synthetic()).unwrap();
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(csv.lines().next().unwrap().ends_with(",val_loss,val_err"));
@@ -115,9 +121,9 @@ fn invalid_settings_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let base = tiny_config(&dir.path().join("run"), 1);
     let cases = [
-        (TrainConfig { batch_size: 0, ..base.clone() }, "--batch-size"),
-        (TrainConfig { lr: -0.1, ..base.clone() }, "--lr"),
-        (TrainConfig { epochs: 0, ..base.clone() }, "--epochs"),
+        (with(&base, |c| c.schedule.batch_size = 0), "`schedule.batch_size` is 0"),
+        (with(&base, |c| c.schedule.lr = -0.1), "`schedule.lr` is -0.1"),
+        (with(&base, |c| c.schedule.epochs = 0), "`schedule.epochs` is 0"),
         (TrainConfig { model: ResNetConfig { depth: 21, ..Default::default() }, ..base.clone() }, "6n+2"),
     ];
     for (cfg, needle) in cases {
@@ -131,7 +137,7 @@ fn invalid_settings_are_refused_before_anything_runs() {
 fn log_grad_norms_adds_four_positive_columns() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let cfg = TrainConfig { log_grad_norms: true, ..tiny_config(&out, 1) };
+    let cfg = with(&tiny_config(&out, 1), |c| c.output.log_grad_norms = true);
     let summary = run_with_data(&cfg, &synthetic()).unwrap();
     let norms = summary.last().grad_norms.clone().unwrap();
     assert_eq!(norms.len(), 4);
@@ -152,7 +158,9 @@ fn log_grad_norms_adds_four_positive_columns() {
 fn a_diverged_model_is_never_checkpointed_when_the_loss_is_read_only_at_saves() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let cfg = TrainConfig { lr: 1e12, save_every: 1, read_every_step: Some(false), ..tiny_config(&out, 2) };
+    let cfg = with(&tiny_config(&out, 2), |c| {
+        (c.schedule.lr, c.output.save_every, c.machine.read_every_step) = (1e12, 1, Some(false));
+    });
     let err = run_with_data(&cfg, &synthetic()).unwrap_err().to_string();
     assert!(err.contains("diverged") && err.contains("iteration"), "{err}");
     assert!(err.contains("intact"), "{err}");

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use tch::Device;
 
-use resnet_cifar::data::{DataSource, Dataset};
+use resnet_cifar::data::DataSource;
 use resnet_cifar::eval_report::{self, ReportContext};
 use resnet_cifar::html::{self, study::StudyReport, RunReport, Section};
 use resnet_cifar::inference::{dataset_for, load_model, normalizer_for, ModelOverrides};
@@ -17,7 +17,7 @@ use resnet_cifar::model::Compute;
 use resnet_cifar::study::Grid;
 use resnet_cifar::train::RunFile;
 
-use super::train_args::{device_arg, parse_train_flags};
+use super::train_args::device_arg;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
@@ -67,7 +67,7 @@ pub fn report_command(args: &ReportArgs) -> Result<()> {
             bail!("{}: no such directory: give run directories or study directories", path.display());
         }
         if path.join("grid.json").is_file() {
-            let grid = Grid::open(path, parse_train_flags)?;
+            let grid = Grid::open(path)?;
             sections.push(Section::Study(Box::new(StudyReport::collect(&grid)?)));
             continue;
         }
@@ -96,9 +96,8 @@ fn evaluate_run(dir: &Path, data_dir: Option<&Path>, device: Device) -> Result<P
     let config = RunFile::read(dir)?;
     let weights = dir.join("best.safetensors");
     let loaded = load_model(&weights, &ModelOverrides::default(), device, Compute::default())?;
-    let dataset = Dataset::new(config.dataset, config.labels)?;
-    let dataset = dataset_for(&loaded.checkpoint, dataset.into())?;
-    let data = DataSource::new(dataset, Some(data_dir.map_or(config.data_dir.clone(), Path::to_path_buf)));
+    let dataset = dataset_for(&loaded.checkpoint, config.data.dataset.into())?;
+    let data = DataSource::new(dataset, Some(data_dir.map_or(config.data.dir.clone(), Path::to_path_buf)));
     let normalizer = normalizer_for(&loaded.checkpoint, None, &data)?.to_device(device);
     let (eval, classes) = eval_report::score(&loaded, &normalizer, &data, None)?;
     let ctx = ReportContext {

@@ -306,7 +306,7 @@ impl WeightsArgs {
 fn recorded_data_dir(weights: &std::path::Path, data: &DataSource) -> Option<PathBuf> {
     let run = weights.parent().filter(|p| p.join("config.json").is_file())?;
     let cfg = train::config::config_from_run(run).ok()?;
-    (cfg.dataset == data.dataset && cfg.data_dir != data.dir && cfg.data_dir.is_dir()).then_some(cfg.data_dir)
+    (cfg.data.dataset == data.dataset && cfg.data.dir != data.dir && cfg.data.dir.is_dir()).then_some(cfg.data.dir)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -625,7 +625,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
                 deterministic: args.deterministic,
             };
             let (batch, device) = match train::config::config_from_run(dir) {
-                Ok(saved) => (saved.batch_size, overrides.device.unwrap_or(saved.device)),
+                Ok(saved) => (saved.schedule.batch_size, overrides.device.unwrap_or(saved.machine.device)),
                 Err(_) => (0, overrides.device.unwrap_or(Device::Cpu)), // resume refuses it first
             };
             resnet_cifar::device::catch_out_of_memory(batch, device, || train::resume(dir, overrides, false))
@@ -633,8 +633,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         }
         None => {
             let cfg = args.into_config()?;
-            resnet_cifar::device::catch_out_of_memory(cfg.batch_size, cfg.device, || train::run(&cfg))
-                .map_err(|e| out_of_memory_advice(e, &cfg.out_dir, false))?
+            resnet_cifar::device::catch_out_of_memory(cfg.schedule.batch_size, cfg.machine.device, || train::run(&cfg))
+                .map_err(|e| out_of_memory_advice(e, &cfg.output.dir, false))?
         }
     };
     println!("{}", summary.describe());

@@ -31,7 +31,7 @@ use resnet_cifar::study::slurm::{self, SlurmOptions};
 use resnet_cifar::study::{self, Grid, GridSpec};
 use resnet_cifar::{Arch, Error};
 
-use super::train_args::{device_arg, parse_train_flags};
+use super::train_args::{device_arg, parse_grid_flags};
 
 /// The study's own flags; every other flag is a `train` flag for each cell.
 #[derive(Debug, Clone, Args)]
@@ -196,11 +196,12 @@ impl StudyArgs {
 pub fn run(args: &StudyArgs) -> Result<()> {
     let mut archs = args.archs.clone();
     archs.dedup();
-    let (spec, exec) = GridSpec::new(args.depths.clone(), archs, args.seeds.clone(), &args.train_flags)?;
+    let (shared, exec) = parse_grid_flags(&args.train_flags)?;
+    let spec = GridSpec::new(args.depths.clone(), archs, args.seeds.clone(), &shared)?;
     if let Some(index) = args.run_cell {
-        let grid = Grid::open(&args.out, parse_train_flags)?;
+        let grid = Grid::open(&args.out)?;
         let planned = grid.cells.get(index).and_then(|c| grid.config(c, &exec).ok());
-        let (batch, device) = planned.map_or((0, tch::Device::Cpu), |c| (c.batch_size, c.device));
+        let (batch, device) = planned.map_or((0, tch::Device::Cpu), |c| (c.schedule.batch_size, c.machine.device));
         let summary =
             resnet_cifar::device::catch_out_of_memory(batch, device, || study::plan::run_cell(&grid, index, &exec))?;
         if let Some(s) = summary {
@@ -214,7 +215,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
         if args.slurm {
             return slurm_grid(args, spec, &exe);
         }
-        let grid = Grid::plan(&args.out, spec, parse_train_flags)?;
+        let grid = Grid::plan(&args.out, spec)?;
         let devices =
             if !args.devices.is_empty() { args.devices.clone() } else { exec.device.iter().cloned().collect() };
         for d in &devices {
@@ -228,7 +229,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
         ran?;
     }
     let device = resnet_cifar::device::parse_device(exec.device.as_deref().unwrap_or("cpu"))?;
-    let grid = Grid::open(&dir, parse_train_flags)?;
+    let grid = Grid::open(&dir)?;
     let (results, mut files) = study::collect(&grid, device)?;
     files.push(resnet_cifar::html::study::write_report(&grid)?);
     println!("\n{}", study::results::markdown(&results));
@@ -244,7 +245,7 @@ fn slurm_grid(args: &StudyArgs, spec: GridSpec, running: &std::path::Path) -> Re
     let binary = ScriptBinary::resolve(&args.out, running)?;
     // Before the plan is written: a refused value leaves nothing behind.
     slurm::check_inputs(&args.out, &binary.path, &opts)?;
-    let grid = Grid::plan(&args.out, spec, parse_train_flags)?;
+    let grid = Grid::plan(&args.out, spec)?;
     if binary.install()? {
         println!("copied {} to {} for the scripts", running.display(), binary.path.display());
     }

@@ -1,15 +1,18 @@
 //! The flags of `train` (the network, how it computes, the data, the run) and their check
-//! into a [`TrainConfig`]: raw flags here, validated settings in the library. `study` and
-//! `report` check a grid's `train` flags with [`parse_train_flags`].
+//! into a [`TrainConfig`]: raw flags here, validated settings in the library. `study`
+//! reads its cells' shared settings from `train` flags with [`parse_grid_flags`].
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser};
 use resnet_cifar::data::{DataSource, Dataset, DatasetChoice, DatasetName, Labels};
-use resnet_cifar::device::parse_device;
+use resnet_cifar::device::{device_name, parse_device};
+use resnet_cifar::error::BadSetting;
 use resnet_cifar::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::schedule::ScheduleKind;
+use resnet_cifar::study::Exec;
+use resnet_cifar::train::config::{DataSettings, Machine, Output, Schedule};
 use resnet_cifar::train::graph::CudaGraphs;
 use resnet_cifar::train::TrainConfig;
 use resnet_cifar::{Error, Result};
@@ -196,40 +199,69 @@ impl TrainArgs {
         let cfg = TrainConfig {
             model,
             compute: self.compute.compute(),
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            warmup_iters: self.warmup_iters,
-            normalization: self.normalize,
-            val_split: self.val_split,
-            limit_train: self.limit_train,
-            limit_test: self.limit_test,
-            dataset: data.dataset,
-            data_dir: data.dir,
-            out_dir: out,
-            device: match self.device {
-                Some(d) => d,
-                None => parse_device("auto")?,
+            schedule: Schedule {
+                kind: self.schedule,
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                warmup_iters: self.warmup_iters,
+            },
+            data: DataSettings {
+                dataset: data.dataset,
+                dir: data.dir,
+                normalization: self.normalize,
+                val_split: self.val_split,
+                limit_train: self.limit_train,
+                limit_test: self.limit_test,
             },
             seed: self.seed,
-            threads: self.threads,
-            quiet: false,
-            log_grad_norms: self.log_grad_norms,
-            save_every: self.save_every,
-            tensorboard: !self.no_tensorboard,
-            log_every: self.log_every,
-            log_histograms: self.log_histograms,
-            read_every_step: None,
-            handle_signals: true,
-            cuda_graphs: self.cuda_graphs.unwrap_or_default(),
-            deterministic: self.deterministic,
+            output: Output {
+                dir: out,
+                save_every: self.save_every,
+                tensorboard: !self.no_tensorboard,
+                log_every: self.log_every,
+                log_histograms: self.log_histograms,
+                log_grad_norms: self.log_grad_norms,
+            },
+            machine: Machine {
+                device: match self.device {
+                    Some(d) => d,
+                    None => parse_device("auto")?,
+                },
+                threads: self.threads,
+                cuda_graphs: self.cuda_graphs.unwrap_or_default(),
+                deterministic: self.deterministic,
+                handle_signals: true,
+                ..Machine::default()
+            },
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// The `train` flag that sets the setting at `path` in `config.json` (`schedule.batch_size`
+/// → `--batch-size`): by name, but for the few flags named otherwise.
+pub fn flag_for(path: &str) -> String {
+    let named_otherwise = [
+        ("schedule.kind", "--schedule"),
+        ("data.normalization", "--normalize"),
+        ("data.dir", "--data-dir"),
+        ("output.dir", "--out"),
+        ("output.tensorboard", "--no-tensorboard"),
+        ("model.batch_norm", "--no-bn"),
+    ];
+    match named_otherwise.iter().find(|(p, _)| *p == path) {
+        Some((_, flag)) => flag.to_string(),
+        None => format!("--{}", path.rsplit('.').next().unwrap_or(path).replace('_', "-")),
+    }
+}
+
+/// A setting out of its range as the command line says it: `--lr -0.1: must be …`.
+pub fn setting_message(bad: &BadSetting) -> String {
+    format!("{} {}: {}", flag_for(bad.path), bad.value, bad.want)
 }
 
 /// Help and version go out as clap writes them; a usage error becomes one line (clap's
@@ -268,13 +300,31 @@ struct TrainOnly {
     args: TrainArgs,
 }
 
-/// Parses `train` flags (`argv[0]` is the program name) into a checked configuration; a
-/// usage error is one line: a study grid's flags for each cell.
-pub fn parse_train_flags(argv: &[String]) -> Result<TrainConfig> {
+/// Flags a study sets for each cell, with what to use instead.
+const GRID_FLAGS: [(&str, &str); 5] = [
+    ("--arch", "--archs"),
+    ("--depth", "--depths"),
+    ("--seed", "--seeds"),
+    ("--out", "the grid's --out"),
+    ("--resume", "a rerun of the same command"),
+];
+
+/// A study's `train` flags: the settings its cells share (checked as `train` checks
+/// them), and where they compute (`--threads`, `--device`: not part of the plan). A flag
+/// the grid sets per cell is refused; a usage error is one line.
+pub fn parse_grid_flags(flags: &[String]) -> Result<(TrainConfig, Exec)> {
+    for flag in flags {
+        let name = flag.split_once('=').map_or(flag.as_str(), |(n, _)| n);
+        if let Some((_, instead)) = GRID_FLAGS.iter().find(|(f, _)| *f == name) {
+            return Err(Error::Config(format!("{name} is set by the grid for each cell: use {instead}")));
+        }
+    }
+    let argv = std::iter::once("train".to_string()).chain(flags.iter().cloned());
     let parsed = TrainOnly::try_parse_from(argv).map_err(|e| {
         let text = e.render().to_string();
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
         Error::Config(first.to_string())
     })?;
-    parsed.args.into_config()
+    let exec = Exec { threads: parsed.args.threads, device: parsed.args.device.map(device_name) };
+    Ok((parsed.args.into_config()?, exec))
 }

@@ -57,7 +57,7 @@ impl RunReport {
     /// The network's name, e.g. `resnet-56 (shortcut A)`.
     fn net(&self) -> String {
         let c = &self.config;
-        format!("{}-{} ({} shortcut {})", c.arch, c.depth, c.dataset, c.shortcut)
+        format!("{}-{} ({} shortcut {})", c.model.arch, c.model.depth, c.data.dataset, c.model.shortcut)
     }
 
     /// The run's section.
@@ -68,9 +68,9 @@ impl RunReport {
             out,
             "<p class=\"meta\">{} · {} parameters · {} in {} · {}</p>",
             escape(&self.net()),
-            self.config.parameters,
-            escape(&self.config.device),
-            escape(&self.config.precision.to_string()),
+            self.config.outcome.parameters,
+            escape(&self.config.machine.device),
+            escape(&self.config.compute.precision.to_string()),
             escape(&self.dir.display().to_string())
         );
         cards(
@@ -170,22 +170,23 @@ fn epoch_table(out: &mut String, rows: &[EpochMetrics]) {
     table(out, &header, &cells, 0);
 }
 
-/// `config.json`, one setting a row.
+/// `config.json`, one setting a row, named by its path (`schedule.lr`).
 fn config_table(out: &mut String, config: &RunFile) {
-    let value = serde_json::to_value(config).expect("a run file serialises");
-    let rows: Vec<Vec<String>> = value
-        .as_object()
-        .expect("config.json is an object")
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            vec![k.clone(), v]
-        })
-        .collect();
-    table(out, &["setting", "value"], &rows, 2);
+    fn rows(prefix: &str, value: &serde_json::Value, out: &mut Vec<Vec<String>>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (k, v) in fields {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    rows(&path, v, out);
+                }
+            }
+            serde_json::Value::String(s) => out.push(vec![prefix.to_string(), s.clone()]),
+            other => out.push(vec![prefix.to_string(), other.to_string()]),
+        }
+    }
+    let mut table_rows = Vec::new();
+    rows("", &serde_json::to_value(config).expect("a run file serialises"), &mut table_rows);
+    table(out, &["setting", "value"], &table_rows, 2);
 }
 
 /// Several runs side by side: a summary table and their curves in one figure.

@@ -100,7 +100,7 @@ pub fn run(grid: &Grid, exe: &Path, opts: &LocalOptions) -> Result<()> {
         let epochs = match grid.state(cell)? {
             CellState::Finished { .. } => continue,
             CellState::Interrupted { epochs, .. } => epochs,
-            CellState::New => grid.config(cell, &Exec::default())?.epochs,
+            CellState::New => grid.config(cell, &Exec::default())?.schedule.epochs,
         };
         todo.push((cell.clone(), epochs));
     }

@@ -21,7 +21,7 @@ pub mod slurm;
 use std::path::PathBuf;
 
 use crate::error::Result;
-pub use plan::{Cell, CellState, Exec, FlagParser, Grid, GridSpec};
+pub use plan::{Cell, CellState, Exec, Grid, GridSpec, Shared};
 
 /// Aggregates the finished cells of the grid in `dir`: the tables, Fig. 6 and, from the
 /// trained networks (the first seed of each), Fig. 7 (`fig7.csv`, `fig7.png`). Returns

@@ -1,24 +1,38 @@
 //! The grid of a study: depths × architectures × seeds, one ordinary `train` run directory
 //! per cell at `DIR/<arch>-<depth>/seed-<s>/`, and `DIR/grid.json`, the plan, written
-//! before any cell starts. A rerun with another plan or other settings is refused; a
-//! finished cell is skipped; an interrupted one continues from its last checkpoint.
+//! before any cell starts: the grid's axes and the settings every cell shares, as typed
+//! values (the parts of a [`TrainConfig`]). A rerun with another plan or other settings is
+//! refused; a finished cell is skipped; an interrupted one continues from its last
+//! checkpoint. A cell's run is compared with the plan by value ([`TrainConfig::experiment`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::Arch;
+use crate::model::{Arch, Compute, ResNetConfig};
+use crate::train::config::{DataSettings, Machine, Output, Schedule};
 use crate::train::TrainConfig;
 
-/// What to train: every (arch, depth, seed), each with the same `train` flags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What to train: every (arch, depth, seed), each with the same settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridSpec {
     pub depths: Vec<i64>,
-    pub archs: Vec<String>,
+    pub archs: Vec<Arch>,
     pub seeds: Vec<i64>,
-    /// `train` flags shared by every cell (epochs, schedule, precision, …), as given.
-    pub train_flags: Vec<String>,
+    pub settings: Shared,
+}
+
+/// The settings every cell shares: a `train` configuration's parts, of which each cell
+/// sets its own architecture, depth, seed and run directory (kept here as resnet, 0, 0
+/// and empty), and none of the machine's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shared {
+    pub model: ResNetConfig,
+    pub compute: Compute,
+    pub schedule: Schedule,
+    pub data: DataSettings,
+    pub output: Output,
 }
 
 /// Where and how a cell computes: not part of the plan, so a grid may move between
@@ -29,55 +43,26 @@ pub struct Exec {
     pub device: Option<String>,
 }
 
-/// Flags the grid sets itself, per cell.
-const GRID_FLAGS: [(&str, &str); 5] = [
-    ("--arch", "--archs"),
-    ("--depth", "--depths"),
-    ("--seed", "--seeds"),
-    ("--out", "the grid's --out"),
-    ("--resume", "a rerun of the same command"),
-];
-/// Flags that say where a cell computes rather than what it computes.
-const EXEC_FLAGS: [&str; 2] = ["--threads", "--device"];
-
 impl GridSpec {
-    /// Splits `flags` into the plan's train flags and the execution settings in them
-    /// (`--threads`, `--device`), refusing the flags the grid sets per cell.
-    pub fn new(depths: Vec<i64>, archs: Vec<Arch>, seeds: Vec<i64>, flags: &[String]) -> Result<(GridSpec, Exec)> {
+    /// The grid of `depths` × `archs` × `seeds` whose cells share the settings of `template`
+    /// (its architecture, depth, seed, run directory and machine are the cells' own).
+    pub fn new(depths: Vec<i64>, archs: Vec<Arch>, seeds: Vec<i64>, template: &TrainConfig) -> Result<GridSpec> {
         let mut depths = depths;
         depths.dedup();
-        let mut train_flags = Vec::new();
-        let mut exec = Exec::default();
-        let mut it = flags.iter();
-        while let Some(flag) = it.next() {
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-                _ => (flag.as_str(), None),
-            };
-            if let Some((_, instead)) = GRID_FLAGS.iter().find(|(f, _)| *f == name) {
-                return Err(Error::Config(format!("{name} is set by the grid for each cell: use {instead}")));
-            }
-            if EXEC_FLAGS.contains(&name) {
-                let value = inline
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| Error::Config(format!("{name} needs a value")))?;
-                if name == "--threads" {
-                    let t = value.parse::<i32>().ok().filter(|t| *t >= 1);
-                    exec.threads =
-                        Some(t.ok_or_else(|| Error::Config(format!("--threads {value} must be a whole number ≥ 1")))?);
-                } else {
-                    crate::device::parse_device(&value)?;
-                    exec.device = Some(value);
-                }
-                continue;
-            }
-            train_flags.push(flag.clone());
-        }
-        let spec = GridSpec { depths, archs: archs.iter().map(ToString::to_string).collect(), seeds, train_flags };
+        let model = ResNetConfig { arch: Arch::Resnet, depth: 0, ..template.model };
+        let output = Output { dir: PathBuf::new(), ..template.output.clone() };
+        let settings = Shared {
+            model,
+            compute: template.compute,
+            schedule: template.schedule,
+            data: template.data.clone(),
+            output,
+        };
+        let spec = GridSpec { depths, archs, seeds, settings };
         if spec.depths.is_empty() || spec.archs.is_empty() || spec.seeds.is_empty() {
             return Err(Error::Config("the grid is empty: give at least one depth, architecture and seed".into()));
         }
-        Ok((spec, exec))
+        Ok(spec)
     }
 }
 
@@ -112,10 +97,25 @@ struct GridFile {
     cells: Vec<Cell>,
 }
 
-/// Turns `train` flags (`argv[0]` the program name) into a checked configuration: the
-/// command line's parser, given by the program that runs the grid (the library has no
-/// flags of its own).
-pub type FlagParser = fn(&[String]) -> Result<TrainConfig>;
+/// `grid.json` as versions before the typed settings wrote it: the `train` flags as text.
+#[derive(Deserialize)]
+struct FlagGridFile {
+    spec: FlagSpec,
+}
+
+#[derive(Deserialize, PartialEq)]
+struct FlagSpec {
+    depths: Vec<i64>,
+    archs: Vec<Arch>,
+    seeds: Vec<i64>,
+    train_flags: Vec<String>,
+}
+
+/// What a `grid.json` holds: a grid, or the plan of an earlier version.
+enum Saved {
+    Typed(Grid),
+    Flags(FlagSpec),
+}
 
 /// A planned grid in its directory.
 #[derive(Debug, Clone)]
@@ -123,7 +123,6 @@ pub struct Grid {
     pub dir: PathBuf,
     pub spec: GridSpec,
     pub cells: Vec<Cell>,
-    parse: FlagParser,
 }
 
 /// What a cell's directory holds.
@@ -142,9 +141,11 @@ pub enum CellState {
 }
 
 impl Grid {
-    /// Plans the grid in `dir`: checks every cell's flags, then writes `grid.json` or, when
-    /// one is there, checks that it holds this very plan.
-    pub fn plan(dir: &Path, spec: GridSpec, parse: FlagParser) -> Result<Grid> {
+    /// Plans the grid in `dir`: checks every cell's settings, then writes `grid.json` or,
+    /// when one is there, checks that it holds this very plan (a `grid.json` of an earlier
+    /// version, with the settings as flags, is brought up to date when its axes agree: each
+    /// started cell's own `config.json` is then compared with the plan, as always).
+    pub fn plan(dir: &Path, spec: GridSpec) -> Result<Grid> {
         // The order cells run in: a whole replicate (every network, one seed) before the
         // next seed, so a partial grid already has a full table; the longest cells first.
         let mut depths = spec.depths.clone();
@@ -154,44 +155,74 @@ impl Grid {
             for arch in &spec.archs {
                 for &depth in &depths {
                     let dir = PathBuf::from(format!("{arch}-{depth}")).join(format!("seed-{seed}"));
-                    cells.push(Cell { index: cells.len(), arch: arch.clone(), depth, seed, dir });
+                    cells.push(Cell { index: cells.len(), arch: arch.to_string(), depth, seed, dir });
                 }
             }
         }
-        let grid = Grid { dir: dir.to_path_buf(), spec, cells, parse };
+        let grid = Grid { dir: dir.to_path_buf(), spec, cells };
         for cell in &grid.cells {
             grid.config(cell, &Exec::default())?;
         }
         let path = dir.join("grid.json");
-        if path.exists() {
-            let saved = Grid::open(dir, parse)?;
-            if saved.spec != grid.spec {
+        let saved = if path.exists() { Some(Grid::read(dir)?) } else { None };
+        match saved {
+            Some(Saved::Typed(saved)) if saved.spec != grid.spec => {
                 return Err(Error::Config(format!(
                     "{} holds another plan ({}): use another --out, or rerun with the same flags",
                     path.display(),
                     describe_difference(&saved.spec, &grid.spec)
                 )));
             }
-        } else {
-            // A cell directory that refuses the plan refuses it before grid.json is
-            // written: a refusal leaves nothing behind.
-            for cell in &grid.cells {
-                grid.state(cell)?;
+            Some(Saved::Typed(_)) => {}
+            Some(Saved::Flags(old)) => {
+                let (depths, archs, seeds) = (&grid.spec.depths, &grid.spec.archs, &grid.spec.seeds);
+                if (&old.depths, &old.archs, &old.seeds) != (depths, archs, seeds) {
+                    return Err(Error::Config(format!(
+                        "{} holds another plan (depths {:?}, archs {:?}, seeds {:?}): use another --out, or rerun \
+                         with the same flags",
+                        path.display(),
+                        old.depths,
+                        old.archs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        old.seeds
+                    )));
+                }
+                grid.write_plan()?;
             }
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            let file = GridFile {
-                tool: format!("resnet-cifar {}", env!("CARGO_PKG_VERSION")),
-                spec: grid.spec.clone(),
-                cells: grid.cells.clone(),
-            };
-            let text = serde_json::to_string_pretty(&file).expect("grid serialises");
-            crate::files::write_atomic(&path, text.as_bytes())?;
+            None => grid.write_plan()?,
         }
         Ok(grid)
     }
 
+    /// Writes `grid.json`, after checking every cell directory: a cell that refuses the
+    /// plan refuses it before anything is written, so a refusal leaves nothing behind.
+    fn write_plan(&self) -> Result<()> {
+        for cell in &self.cells {
+            self.state(cell)?;
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let file = GridFile {
+            tool: format!("resnet-cifar {}", env!("CARGO_PKG_VERSION")),
+            spec: self.spec.clone(),
+            cells: self.cells.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("grid serialises");
+        crate::files::write_atomic(&self.dir.join("grid.json"), text.as_bytes())
+    }
+
     /// Reads the grid planned in `dir`.
-    pub fn open(dir: &Path, parse: FlagParser) -> Result<Grid> {
+    pub fn open(dir: &Path) -> Result<Grid> {
+        match Grid::read(dir)? {
+            Saved::Typed(grid) => Ok(grid),
+            Saved::Flags(_) => Err(Error::Config(format!(
+                "{}: this grid.json was written by an earlier version (its settings as flags): rerun the study \
+                 command that planned it, with the same flags, to bring it up to date (nothing is retrained)",
+                dir.join("grid.json").display()
+            ))),
+        }
+    }
+
+    /// `DIR/grid.json`, today's or an earlier version's.
+    fn read(dir: &Path) -> Result<Saved> {
         let path = dir.join("grid.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Config(format!(
@@ -200,9 +231,15 @@ impl Grid {
             )),
             _ => Error::io(&path, e),
         })?;
-        let file: GridFile = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("not a grid written by `resnet-cifar study`: {e}")))?;
-        Ok(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells, parse })
+        let not_a_grid =
+            |e: serde_json::Error| Error::data(&path, format!("not a grid written by `resnet-cifar study`: {e}"));
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_grid)?;
+        if value.pointer("/spec/train_flags").is_some() {
+            let old: FlagGridFile = serde_json::from_value(value).map_err(not_a_grid)?;
+            return Ok(Saved::Flags(old.spec));
+        }
+        let file: GridFile = serde_json::from_value(value).map_err(not_a_grid)?;
+        Ok(Saved::Typed(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells }))
     }
 
     /// The cell's run directory.
@@ -210,20 +247,23 @@ impl Grid {
         self.dir.join(&cell.dir)
     }
 
-    /// The cell's training configuration: the grid's flags with its arch, depth and seed.
+    /// The cell's training configuration: the grid's settings with its arch, depth, seed
+    /// and run directory, on `exec`'s machine.
     pub fn config(&self, cell: &Cell, exec: &Exec) -> Result<TrainConfig> {
-        let out = self.cell_dir(cell);
-        let mut argv: Vec<String> = vec!["train".into()];
-        argv.extend(["--arch".into(), cell.arch.clone(), "--depth".into(), cell.depth.to_string()]);
-        argv.extend(["--seed".into(), cell.seed.to_string(), "--out".into(), out.display().to_string()]);
-        if let Some(t) = exec.threads {
-            argv.extend(["--threads".into(), t.to_string()]);
-        }
-        if let Some(d) = &exec.device {
-            argv.extend(["--device".into(), d.clone()]);
-        }
-        argv.extend(self.spec.train_flags.iter().cloned());
-        (self.parse)(&argv).map_err(|e| Error::Config(format!("{}: {e}", cell.name())))
+        let s = &self.spec.settings;
+        let arch = cell.arch.parse().map_err(|e| Error::Config(format!("{}: {e}", cell.name())))?;
+        let device = crate::device::parse_device(exec.device.as_deref().unwrap_or("auto"))?;
+        let cfg = TrainConfig {
+            model: ResNetConfig { arch, depth: cell.depth, ..s.model },
+            compute: s.compute,
+            schedule: s.schedule,
+            data: s.data.clone(),
+            seed: cell.seed,
+            output: Output { dir: self.cell_dir(cell), ..s.output.clone() },
+            machine: Machine { device, threads: exec.threads, handle_signals: true, ..Machine::default() },
+        };
+        cfg.validate().map_err(|e| Error::Config(format!("{}: {e}", cell.name())))?;
+        Ok(cfg)
     }
 
     /// Looks at the cell's directory. A run there with other settings than the plan's is
@@ -239,7 +279,7 @@ impl Grid {
         }
         let saved = crate::train::config::config_from_run(&dir)?;
         let planned = self.config(cell, &Exec::default())?;
-        if let Some(diff) = experiment_difference(&saved, &planned) {
+        if let Some(diff) = saved.experiment().difference(&planned.experiment()) {
             return Err(Error::Config(format!(
                 "{} holds a run with other settings ({diff}): use another --out, or delete it to train it again",
                 dir.display()
@@ -249,11 +289,12 @@ impl Grid {
             Ok(rows) => rows.len(),
             Err(_) => 0,
         };
-        if epochs_done as i64 >= saved.epochs {
-            return Ok(CellState::Finished { epochs: saved.epochs });
+        let epochs = saved.schedule.epochs;
+        if epochs_done as i64 >= epochs {
+            return Ok(CellState::Finished { epochs });
         }
         if dir.join("last.safetensors").exists() {
-            Ok(CellState::Interrupted { epochs_done, epochs: saved.epochs })
+            Ok(CellState::Interrupted { epochs_done, epochs })
         } else {
             Ok(CellState::New)
         }
@@ -319,108 +360,58 @@ pub fn run_cell(grid: &Grid, index: usize, exec: &Exec) -> Result<Option<crate::
     }
 }
 
-/// The first setting in which two runs differ as experiments (not where they computed).
-fn experiment_difference(a: &TrainConfig, b: &TrainConfig) -> Option<String> {
-    let pairs: [(&str, String, String); 18] = [
-        ("dataset", a.dataset.to_string(), b.dataset.to_string()),
-        ("arch", a.model.arch.to_string(), b.model.arch.to_string()),
-        ("depth", a.model.depth.to_string(), b.model.depth.to_string()),
-        ("shortcut", a.model.shortcut.to_string(), b.model.shortcut.to_string()),
-        ("batch_norm", a.model.batch_norm.to_string(), b.model.batch_norm.to_string()),
-        ("zero_init_residual", a.model.zero_init_residual.to_string(), b.model.zero_init_residual.to_string()),
-        ("precision", a.compute.precision.to_string(), b.compute.precision.to_string()),
-        ("batch_size", a.batch_size.to_string(), b.batch_size.to_string()),
-        ("lr", a.lr.to_string(), b.lr.to_string()),
-        ("momentum", a.momentum.to_string(), b.momentum.to_string()),
-        ("weight_decay", a.weight_decay.to_string(), b.weight_decay.to_string()),
-        ("schedule", a.schedule.to_string(), b.schedule.to_string()),
-        ("warmup", a.warmup_iterations().to_string(), b.warmup_iterations().to_string()),
-        ("normalization", a.normalization.to_string(), b.normalization.to_string()),
-        ("val_split", a.val_split.to_string(), b.val_split.to_string()),
-        ("limit_train", format!("{:?}", a.limit_train), format!("{:?}", b.limit_train)),
-        ("limit_test", format!("{:?}", a.limit_test), format!("{:?}", b.limit_test)),
-        ("seed", a.seed.to_string(), b.seed.to_string()),
-    ];
-    if let Some((k, x, y)) = pairs.into_iter().find(|(_, x, y)| x != y) {
-        return Some(format!("{k} {x}, not {y}"));
-    }
-    // The saved epochs are the schedule's; with `scaled` they are the flag's.
-    let scaled = a.schedule == crate::schedule::ScheduleKind::Scaled;
-    (scaled && a.epochs != b.epochs).then(|| format!("epochs {}, not {}", a.epochs, b.epochs))
-}
-
 fn describe_difference(saved: &GridSpec, new: &GridSpec) -> String {
     if saved.depths != new.depths {
         format!("depths {:?}, not {:?}", saved.depths, new.depths)
     } else if saved.archs != new.archs {
-        format!("archs {}, not {}", saved.archs.join(","), new.archs.join(","))
+        let names = |a: &[Arch]| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        format!("archs {}, not {}", names(&saved.archs), names(&new.archs))
     } else if saved.seeds != new.seeds {
         format!("seeds {:?}, not {:?}", saved.seeds, new.seeds)
     } else {
-        format!("train flags `{}`, not `{}`", saved.train_flags.join(" "), new.train_flags.join(" "))
+        let diff = crate::train::config::difference(&saved.settings, &new.settings);
+        format!("settings: {}", diff.unwrap_or_else(|| "a setting".into()))
     }
 }
 
-/// A small stand-in for the command line's `train` parser, for the library's unit tests:
-/// `--arch --depth --seed --out --threads --device --epochs --precision --limit-train`.
 #[cfg(test)]
-pub(crate) fn test_parser(argv: &[String]) -> Result<TrainConfig> {
-    let mut cfg = TrainConfig::default();
-    let mut it = argv.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or_else(|| Error::Config(format!("{flag} needs a value")))?;
-        let bad = || Error::Config(format!("invalid value '{v}' for '{flag}'"));
-        match flag.as_str() {
-            "--arch" => cfg.model.arch = v.parse()?,
-            "--depth" => cfg.model.depth = v.parse().map_err(|_| bad())?,
-            "--seed" => cfg.seed = v.parse().map_err(|_| bad())?,
-            "--out" => cfg.out_dir = v.into(),
-            "--threads" => cfg.threads = Some(v.parse().map_err(|_| bad())?),
-            "--device" => cfg.device = crate::device::parse_device(v)?,
-            "--epochs" => cfg.epochs = v.parse().ok().filter(|e| *e >= 1).ok_or_else(bad)?,
-            "--precision" => cfg.compute.precision = v.parse()?,
-            "--limit-train" => cfg.limit_train = Some(v.parse().map_err(|_| bad())?),
-            _ => return Err(Error::Config(format!("unexpected argument '{flag}'"))),
-        }
-    }
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::model::Precision;
 
-    fn flags(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    /// The settings a grid's cells share: `epochs` epochs, the rest at `train`'s defaults.
+    pub(crate) fn template(epochs: i64) -> TrainConfig {
+        let mut cfg = TrainConfig::default();
+        cfg.schedule.epochs = epochs;
+        cfg
+    }
+
+    fn spec(depths: Vec<i64>, archs: Vec<Arch>, seeds: Vec<i64>, cfg: &TrainConfig) -> GridSpec {
+        GridSpec::new(depths, archs, seeds, cfg).unwrap()
     }
 
     #[test]
-    fn spec_splits_execution_flags_and_refuses_grid_flags() {
-        let (spec, exec) = GridSpec::new(
-            vec![20, 56],
-            vec![Arch::Plain, Arch::Resnet],
-            vec![0, 1],
-            &flags("--epochs 3 --threads 2 --device=cpu --precision bf16"),
-        )
-        .unwrap();
-        assert_eq!(spec.train_flags, flags("--epochs 3 --precision bf16"));
-        assert_eq!(exec, Exec { threads: Some(2), device: Some("cpu".into()) });
-        for bad in ["--depth 20", "--out x", "--seed=3", "--arch plain", "--resume d"] {
-            let e = GridSpec::new(vec![20], vec![Arch::Plain], vec![0], &flags(bad)).unwrap_err().to_string();
-            assert!(e.contains("set by the grid"), "{e}");
-        }
-        let e = GridSpec::new(vec![20], vec![Arch::Plain], vec![0], &flags("--threads 0")).unwrap_err().to_string();
-        assert!(e.contains("--threads 0"), "{e}");
-        assert!(GridSpec::new(vec![], vec![Arch::Plain], vec![0], &[]).is_err());
+    fn a_spec_keeps_the_shared_settings_and_not_the_cells_own() {
+        let mut a = template(3);
+        a.model.depth = 56;
+        a.seed = 7;
+        a.output.dir = "runs/x".into();
+        a.machine.threads = Some(2);
+        let b = template(3);
+        let both = [Arch::Plain, Arch::Resnet];
+        assert_eq!(spec(vec![20], both.to_vec(), vec![0], &a), spec(vec![20], both.to_vec(), vec![0], &b));
+        assert!(GridSpec::new(vec![], vec![Arch::Plain], vec![0], &a).is_err());
+        // grid.json spells the settings as config.json does.
+        let text = serde_json::to_string(&spec(vec![20], both.to_vec(), vec![0], &a)).unwrap();
+        assert!(text.contains(r#""archs":["plain","resnet"]"#) && text.contains(r#""epochs":3"#), "{text}");
     }
 
     #[test]
     fn plan_lays_out_cells_and_refuses_another_plan() {
         let tmp = tempfile::tempdir().unwrap();
-        let (spec, _) =
-            GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
-        let grid = Grid::plan(tmp.path(), spec.clone(), test_parser).unwrap();
+        let both = vec![Arch::Plain, Arch::Resnet];
+        let two = spec(vec![20, 32], both.clone(), vec![0, 1, 2], &template(2));
+        let grid = Grid::plan(tmp.path(), two.clone()).unwrap();
         assert_eq!(grid.cells.len(), 12);
         // Seed by seed, the deeper network of each architecture first.
         let order: Vec<String> = grid.cells[..4].iter().map(|c| c.dir.display().to_string()).collect();
@@ -429,40 +420,48 @@ mod tests {
         assert!(grid.cells.iter().enumerate().all(|(i, c)| c.index == i));
         assert!(tmp.path().join("grid.json").exists());
         assert_eq!(grid.state(&grid.cells[0]).unwrap(), CellState::New);
-        // The same plan again is fine; another is refused in one line.
-        Grid::plan(tmp.path(), spec.clone(), test_parser).unwrap();
-        let (other, _) =
-            GridSpec::new(vec![20, 32], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 3")).unwrap();
-        let e = Grid::plan(tmp.path(), other, test_parser).unwrap_err().to_string();
-        assert!(e.contains("another plan") && e.contains("--epochs 3") && !e.contains('\n'), "{e}");
-        let (fewer, _) =
-            GridSpec::new(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags("--epochs 2")).unwrap();
-        assert!(Grid::plan(tmp.path(), fewer, test_parser).unwrap_err().to_string().contains("depths"));
-        // A bad train flag is caught before anything is written.
+        assert_eq!(Grid::open(tmp.path()).unwrap().spec, two);
+        // The same plan again is fine; another is refused in one line, naming the setting.
+        Grid::plan(tmp.path(), two.clone()).unwrap();
+        let three = spec(vec![20, 32], both.clone(), vec![0, 1, 2], &template(3));
+        let e = Grid::plan(tmp.path(), three).unwrap_err().to_string();
+        assert!(e.contains("another plan") && e.contains("schedule.epochs 2, not 3") && !e.contains('\n'), "{e}");
+        let fewer = spec(vec![20], both, vec![0, 1, 2], &template(2));
+        assert!(Grid::plan(tmp.path(), fewer).unwrap_err().to_string().contains("depths"));
+        // A bad setting is caught before anything is written.
         let tmp2 = tempfile::tempdir().unwrap();
-        let (bad, _) = GridSpec::new(vec![20], vec![Arch::Plain], vec![0], &flags("--epochs -1")).unwrap();
-        assert!(Grid::plan(tmp2.path(), bad, test_parser).is_err());
+        let bad = spec(vec![21], vec![Arch::Plain], vec![0], &template(2));
+        assert!(Grid::plan(tmp2.path(), bad).unwrap_err().to_string().contains("6n+2"));
         assert!(!tmp2.path().join("grid.json").exists());
-        let (bad, _) = GridSpec::new(vec![21], vec![Arch::Plain], vec![0], &[]).unwrap();
-        assert!(Grid::plan(tmp2.path(), bad, test_parser).unwrap_err().to_string().contains("6n+2"));
     }
 
     #[test]
-    fn cell_config_carries_the_flags() {
+    fn cell_config_carries_the_settings() {
         let tmp = tempfile::tempdir().unwrap();
-        let (spec, _) = GridSpec::new(
-            vec![56],
-            vec![Arch::Resnet],
-            vec![4],
-            &flags("--epochs 7 --precision bf16 --limit-train 100"),
-        )
-        .unwrap();
-        let grid = Grid::plan(tmp.path(), spec, test_parser).unwrap();
+        let mut shared = template(7);
+        shared.compute.precision = Precision::Bf16;
+        shared.data.limit_train = Some(100);
+        let grid = Grid::plan(tmp.path(), spec(vec![56], vec![Arch::Resnet], vec![4], &shared)).unwrap();
         let exec = Exec { threads: Some(3), device: Some("cpu".into()) };
         let cfg = grid.config(&grid.cells[0], &exec).unwrap();
-        assert_eq!((cfg.model.depth, cfg.model.arch, cfg.seed, cfg.epochs), (56, Arch::Resnet, 4, 7));
-        assert_eq!(cfg.compute.precision, crate::model::Precision::Bf16);
-        assert_eq!((cfg.limit_train, cfg.threads), (Some(100), Some(3)));
-        assert_eq!(cfg.out_dir, tmp.path().join("resnet-56/seed-4"));
+        assert_eq!((cfg.model.depth, cfg.model.arch, cfg.seed, cfg.schedule.epochs), (56, Arch::Resnet, 4, 7));
+        assert_eq!(cfg.compute.precision, Precision::Bf16);
+        assert_eq!((cfg.data.limit_train, cfg.machine.threads), (Some(100), Some(3)));
+        assert_eq!(cfg.output.dir, tmp.path().join("resnet-56/seed-4"));
+    }
+
+    #[test]
+    fn a_grid_of_an_earlier_version_is_brought_up_to_date_by_its_own_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = r#"{"tool":"resnet-cifar 0.1.0","spec":{"depths":[20],"archs":["plain","resnet"],"seeds":[0],
+            "train_flags":["--epochs","2"]},"cells":[]}"#;
+        std::fs::write(tmp.path().join("grid.json"), old).unwrap();
+        let e = Grid::open(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("earlier version") && e.contains("rerun the study command"), "{e}");
+        let other = spec(vec![20, 56], vec![Arch::Plain, Arch::Resnet], vec![0], &template(2));
+        assert!(Grid::plan(tmp.path(), other).unwrap_err().to_string().contains("another plan"));
+        let same = spec(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0], &template(2));
+        Grid::plan(tmp.path(), same.clone()).unwrap();
+        assert_eq!(Grid::open(tmp.path()).unwrap().spec, same);
     }
 }

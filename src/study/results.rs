@@ -174,25 +174,26 @@ pub fn collect(grid: &Grid) -> Result<(Results, Vec<Curves>)> {
             final_test_err: last.test_err,
             best_test_err: rows.iter().map(|r| r.test_err).fold(f64::INFINITY, f64::min),
             wall_seconds: rows.iter().map(|r| r.epoch_seconds).sum(),
-            device: meta.device,
+            device: meta.machine.device,
             dir: cell.dir.clone(),
         });
-        params.push((cell.arch.clone(), cell.depth, meta.parameters));
+        params.push((cell.arch.clone(), cell.depth, meta.outcome.parameters));
         if settings.is_none() {
             let all_train = records(&cfg.data_source(), Part::Train);
-            let train = cfg.limit_train.map_or(all_train, |l| (l as i64).min(all_train)) - cfg.val_split as i64;
+            let train =
+                cfg.data.limit_train.map_or(all_train, |l| (l as i64).min(all_train)) - cfg.data.val_split as i64;
             let all_test = records(&cfg.data_source(), Part::Test);
             settings = Some(Settings {
-                epochs: cfg.epochs,
-                iterations: meta.total_iterations,
+                epochs: cfg.schedule.epochs,
+                iterations: meta.outcome.total_iterations,
                 train_images: train,
-                test_images: cfg.limit_test.map_or(all_test, |l| (l as i64).min(all_test)),
+                test_images: cfg.data.limit_test.map_or(all_test, |l| (l as i64).min(all_test)),
                 precision: cfg.compute.precision.to_string(),
-                batch_size: cfg.batch_size,
-                schedule: cfg.schedule.to_string(),
-                dataset: cfg.dataset.name(),
-                labels: cfg.dataset.labels(),
-                data_dir: cfg.data_dir.display().to_string(),
+                batch_size: cfg.schedule.batch_size,
+                schedule: cfg.schedule.kind.to_string(),
+                dataset: cfg.data.dataset.name(),
+                labels: cfg.data.dataset.labels(),
+                data_dir: cfg.data.dir.display().to_string(),
             });
         }
         curves.push((cell.clone(), rows));

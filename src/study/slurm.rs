@@ -281,9 +281,9 @@ mod tests {
     use crate::study::plan::GridSpec;
 
     fn grid(dir: &Path) -> Grid {
-        let flags: Vec<String> = ["--epochs", "2"].iter().map(|s| s.to_string()).collect();
-        let (spec, _) = GridSpec::new(vec![20, 56], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &flags).unwrap();
-        Grid::plan(dir, spec, crate::study::plan::test_parser).unwrap()
+        let shared = crate::study::plan::tests::template(2);
+        let spec = GridSpec::new(vec![20, 56], vec![Arch::Plain, Arch::Resnet], vec![0, 1, 2], &shared).unwrap();
+        Grid::plan(dir, spec).unwrap()
     }
 
     #[test]

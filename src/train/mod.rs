@@ -69,16 +69,16 @@ impl RunSummary {
     }
 }
 
-/// Loads the data from `cfg.data_dir` and trains.
+/// Loads the data from `cfg.data.dir` and trains.
 pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     cfg.validate()?;
     let t = Instant::now();
     let data = cfg.data_source().load()?;
-    if !cfg.quiet {
+    if !cfg.machine.quiet {
         println!(
             "loaded {} from {} ({} train + {} test images) in {:.2} s",
-            cfg.dataset,
-            cfg.data_dir.display(),
+            cfg.data.dataset,
+            cfg.data.dir.display(),
             data.train.len(),
             data.test.len(),
             t.elapsed().as_secs_f64()
@@ -91,8 +91,8 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
 /// run directory.
 pub fn run_with_data(cfg: &TrainConfig, data: &Cifar) -> Result<RunSummary> {
     cfg.validate()?;
-    cfg.validate_with(&RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?)?;
-    let _lock = claim::claim_new(&cfg.out_dir)?;
+    cfg.validate_with(&RunData::new(data, cfg.data.limit_train, cfg.data.limit_test, cfg.data.val_split)?)?;
+    let _lock = claim::claim_new(&cfg.output.dir)?;
     train_loop(cfg, data, None)
 }
 
@@ -126,13 +126,13 @@ pub fn resume(dir: &Path, overrides: ResumeOverrides, quiet: bool) -> Result<Run
             dir.display()
         )));
     }
-    cfg.threads = overrides.threads.or(cfg.threads);
-    cfg.device = overrides.device.unwrap_or(cfg.device);
-    cfg.data_dir = overrides.data_dir.unwrap_or(cfg.data_dir);
-    cfg.cuda_graphs = overrides.cuda_graphs.unwrap_or(cfg.cuda_graphs);
-    cfg.deterministic = overrides.deterministic;
-    cfg.quiet = quiet;
-    cfg.handle_signals = !quiet;
+    cfg.machine.threads = overrides.threads.or(cfg.machine.threads);
+    cfg.machine.device = overrides.device.unwrap_or(cfg.machine.device);
+    cfg.data.dir = overrides.data_dir.unwrap_or(cfg.data.dir);
+    cfg.machine.cuda_graphs = overrides.cuda_graphs.unwrap_or(cfg.machine.cuda_graphs);
+    cfg.machine.deterministic = overrides.deterministic;
+    cfg.machine.quiet = quiet;
+    cfg.machine.handle_signals = !quiet;
     let saved = checkpoint::read(&last)?;
     let data = cfg.data_source().load()?;
     train_loop(&cfg, &data, Some((saved, file)))
@@ -145,33 +145,39 @@ fn train_loop(
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let mut t = Trainer::new(cfg, data, saved.as_ref().map(|(c, _)| c))?;
-    let csv_path = cfg.out_dir.join("metrics.csv");
+    let csv_path = cfg.output.dir.join("metrics.csv");
     let (mut csv, mut history) = if let Some((_, file)) = &saved {
-        file.check_schedule(&t.schedule, &cfg.out_dir.join("config.json"))?;
-        if cfg.tensorboard {
+        file.check_schedule(&t.schedule, &cfg.output.dir.join("config.json"))?;
+        if cfg.output.tensorboard {
             let iteration = t.progress.iteration;
-            t.events = Some(RunEvents::resume(&cfg.out_dir, iteration, cfg.log_every, cfg.log_histograms)?);
+            t.events =
+                Some(RunEvents::resume(&cfg.output.dir, iteration, cfg.output.log_every, cfg.output.log_histograms)?);
         }
-        let layout = crate::metrics::Layout { with_val: t.val.is_some(), with_grad_norms: cfg.log_grad_norms };
+        let layout = crate::metrics::Layout { with_val: t.val.is_some(), with_grad_norms: cfg.output.log_grad_norms };
         MetricsWriter::resume(&csv_path, t.progress.epoch, layout)?
     } else {
         let run_file = RunFile::new(cfg, t.parameters, &t.schedule, t.epochs);
-        run_file.write(&cfg.out_dir)?;
-        if cfg.tensorboard {
+        run_file.write(&cfg.output.dir)?;
+        if cfg.output.tensorboard {
             let json = serde_json::to_string_pretty(&run_file).expect("a run file serialises");
-            t.events = Some(RunEvents::create(&cfg.out_dir, cfg.log_every, cfg.log_histograms, &json)?);
+            t.events =
+                Some(RunEvents::create(&cfg.output.dir, cfg.output.log_every, cfg.output.log_histograms, &json)?);
         }
-        (MetricsWriter::create(&csv_path, t.val.is_some(), cfg.log_grad_norms)?, Vec::new())
+        (MetricsWriter::create(&csv_path, t.val.is_some(), cfg.output.log_grad_norms)?, Vec::new())
     };
     t.announce();
     while t.progress.epoch < t.epochs && t.progress.iteration < t.schedule.total_iterations {
-        let bar = progress::epoch_bar(t.train.len() as u64, t.progress.epoch + 1, t.epochs, cfg.quiet);
+        let bar = progress::epoch_bar(t.train.len() as u64, t.progress.epoch + 1, t.epochs, cfg.machine.quiet);
         let outcome = t.epoch(&bar);
         bar.finish_and_clear();
         let row = match outcome? {
             EpochOutcome::Stopped(signal) => {
                 t.checkpoint(CheckpointKind::Last)?;
-                return Err(Error::Interrupted { signal, iteration: t.progress.iteration, dir: cfg.out_dir.clone() });
+                return Err(Error::Interrupted {
+                    signal,
+                    iteration: t.progress.iteration,
+                    dir: cfg.output.dir.clone(),
+                });
             }
             EpochOutcome::Finished(row) => row,
         };
@@ -186,17 +192,17 @@ fn train_loop(
         if improved {
             t.checkpoint(CheckpointKind::Best)?;
         }
-        if !cfg.quiet {
+        if !cfg.machine.quiet {
             println!("{}", progress::epoch_line(&row, t.epochs));
         }
         history.push(row);
     }
     Ok(RunSummary {
-        out_dir: cfg.out_dir.clone(),
+        out_dir: cfg.output.dir.clone(),
         parameters: t.parameters,
         epochs: history,
         wall_seconds: started.elapsed().as_secs_f64(),
-        device: device_name(cfg.device),
+        device: device_name(cfg.machine.device),
     })
 }
 
@@ -250,49 +256,49 @@ impl<'a> Trainer<'a> {
     /// A new run of `cfg` on `data`, or the run of `saved` continued where it stopped.
     fn new(cfg: &'a TrainConfig, data: &Cifar, saved: Option<&checkpoint::Checkpoint>) -> Result<Self> {
         cfg.validate()?;
-        if data.dataset != cfg.dataset {
+        if data.dataset != cfg.data.dataset {
             return Err(Error::Config(format!(
                 "the data is {}, but the run is set up for {}",
-                data.dataset, cfg.dataset
+                data.dataset, cfg.data.dataset
             )));
         }
-        if let Some(t) = cfg.threads {
+        if let Some(t) = cfg.machine.threads {
             tch::set_num_threads(t);
         }
-        let stop = if cfg.handle_signals { Some(signals::StopFlag::install()?) } else { None };
+        let stop = if cfg.machine.handle_signals { Some(signals::StopFlag::install()?) } else { None };
         tch::manual_seed(cfg.seed);
-        let split = RunData::new(data, cfg.limit_train, cfg.limit_test, cfg.val_split)?;
+        let split = RunData::new(data, cfg.data.limit_train, cfg.data.limit_test, cfg.data.val_split)?;
         cfg.validate_with(&split)?;
-        let dev = cfg.device;
+        let dev = cfg.machine.device;
         if let Device::Cuda(_) = dev {
             // Fixed shapes: let cuDNN time its algorithms once and keep the fastest, unless
             // the run must be repeatable to the bit.
-            crate::native::set_cudnn_deterministic(cfg.deterministic);
+            crate::native::set_cudnn_deterministic(cfg.machine.deterministic);
         }
-        let stepper = graph::Stepper::new(cfg.cuda_graphs, dev, cfg.log_grad_norms, cfg.quiet)?;
+        let stepper = graph::Stepper::new(cfg.machine.cuda_graphs, dev, cfg.output.log_grad_norms, cfg.machine.quiet)?;
         if let Some(ckpt) = saved {
             ckpt.check_fits(&cfg.model)?;
         }
         let mut vs = VarStore::new(dev);
         let model = ResNet::with_compute(&vs.root(), cfg.model, cfg.compute)?;
         let parameters = parameter_count(&vs);
-        let mut opt = Sgd::new(&vs, cfg.momentum, cfg.weight_decay);
+        let mut opt = Sgd::new(&vs, cfg.schedule.momentum, cfg.schedule.weight_decay);
         let (normalizer, progress) = match saved {
             Some(ckpt) => {
                 ckpt.load_into(&mut vs)?;
                 opt.load_state(ckpt)?;
                 let n =
                     ckpt.normalizer()?.ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
-                check_agrees(ckpt, "normalization", &n.kind, &cfg.normalization)?;
+                check_agrees(ckpt, "normalization", &n.kind, &cfg.data.normalization)?;
                 if let Some(d) = ckpt.dataset()? {
-                    check_agrees(ckpt, "dataset", &d, &cfg.dataset)?;
+                    check_agrees(ckpt, "dataset", &d, &cfg.data.dataset)?;
                 }
                 (n.to_device(dev), resume::progress_of(ckpt)?)
             }
-            None => (Normalizer::fit(cfg.normalization, &split.train.images).to_device(dev), Progress::default()),
+            None => (Normalizer::fit(cfg.data.normalization, &split.train.images).to_device(dev), Progress::default()),
         };
         let train = split.train.to_device(dev);
-        let iters_per_epoch = (train.len() + cfg.batch_size - 1) / cfg.batch_size;
+        let iters_per_epoch = (train.len() + cfg.schedule.batch_size - 1) / cfg.schedule.batch_size;
         let schedule = cfg.lr_schedule(iters_per_epoch);
         let epochs = (schedule.total_iterations + iters_per_epoch - 1) / iters_per_epoch;
         if let Some(ckpt) = saved {
@@ -300,9 +306,9 @@ impl<'a> Trainer<'a> {
                 iters_per_epoch,
                 total_iterations: schedule.total_iterations,
                 epochs,
-                batch_size: cfg.batch_size,
+                batch_size: cfg.schedule.batch_size,
                 train_images: train.len(),
-                grad_norms: cfg.log_grad_norms,
+                grad_norms: cfg.output.log_grad_norms,
             };
             resume::check_progress(ckpt, &progress, &shape)?;
         }
@@ -329,7 +335,7 @@ impl<'a> Trainer<'a> {
 
     /// The line that opens a run.
     fn announce(&self) {
-        if self.cfg.quiet {
+        if self.cfg.machine.quiet {
             return;
         }
         let cfg = self.cfg;
@@ -341,13 +347,13 @@ impl<'a> Trainer<'a> {
             "training {} ({} parameters) on {} in {}, {} for {} epochs ({} iterations, batch {}){from} → {}",
             cfg.model.name(),
             self.parameters,
-            device_name(cfg.device),
+            device_name(cfg.machine.device),
             cfg.compute.precision,
             cfg.compute.layout,
             self.epochs,
             self.schedule.total_iterations,
-            cfg.batch_size,
-            cfg.out_dir.display()
+            cfg.schedule.batch_size,
+            cfg.output.dir.display()
         );
     }
 
@@ -359,8 +365,8 @@ impl<'a> Trainer<'a> {
             augment: &self.augment,
             normalizer: &self.normalizer,
             schedule: &self.schedule,
-            batch_size: self.cfg.batch_size,
-            log_grad_norms: self.cfg.log_grad_norms,
+            batch_size: self.cfg.schedule.batch_size,
+            log_grad_norms: self.cfg.output.log_grad_norms,
         };
         let lr = self.schedule.lr_at(self.progress.iteration);
         tch::manual_seed(stream_seed(self.cfg.seed, AUGMENT_STREAM, self.progress.iteration));
@@ -375,11 +381,11 @@ impl<'a> Trainer<'a> {
         let epoch = self.progress.epoch + 1;
         let dev = self.train.images.device();
         let n = self.train.len();
-        let batch_size = self.cfg.batch_size;
+        let batch_size = self.cfg.schedule.batch_size;
         tch::manual_seed(stream_seed(self.cfg.seed, SHUFFLE_STREAM, epoch));
         let perm = Tensor::randperm(n, (Kind::Int64, dev));
         let mut sums = DeviceSums::from(&self.progress, dev);
-        let read_every_step = self.cfg.read_every_step.unwrap_or(dev == Device::Cpu);
+        let read_every_step = self.cfg.machine.read_every_step.unwrap_or(dev == Device::Cpu);
         let started = Instant::now();
         let seconds_before = self.progress.train_seconds;
         bar.set_position(self.progress.seen as u64);
@@ -417,7 +423,7 @@ impl<'a> Trainer<'a> {
             }
             bar.set_position(p.seen as u64);
             let signal = self.stop.as_ref().and_then(|s| s.raised());
-            let periodic = self.cfg.save_every > 0 && p.iteration % self.cfg.save_every == 0 && start < n;
+            let periodic = self.cfg.output.save_every > 0 && p.iteration % self.cfg.output.save_every == 0 && start < n;
             if signal.is_some() || periodic {
                 sums.read_into(p, seconds_before + started.elapsed().as_secs_f64());
                 if let Some(events) = self.events.as_mut() {
@@ -453,6 +459,7 @@ impl<'a> Trainer<'a> {
             val: val.as_ref().map(|e| (e.loss, e.error)),
             grad_norms: self
                 .cfg
+                .output
                 .log_grad_norms
                 .then(|| p.norm_sums.iter().map(|s| s / p.batch.max(1) as f64).collect()),
         }
@@ -485,13 +492,13 @@ impl<'a> Trainer<'a> {
             )));
         }
         let mut metadata = resume::progress_metadata(p)?;
-        metadata.extend(checkpoint::dataset_metadata(self.cfg.dataset, &self.classes));
+        metadata.extend(checkpoint::dataset_metadata(self.cfg.data.dataset, &self.classes));
         let tensors = match kind {
             CheckpointKind::Last => self.opt.state_tensors(),
             CheckpointKind::Best => Vec::new(),
         };
         let extra = checkpoint::Extra { tensors, metadata };
-        checkpoint::save(&self.cfg.out_dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
+        checkpoint::save(&self.cfg.output.dir.join(name), &self.vs, &self.cfg.model, &self.normalizer, extra)
     }
 }
 
@@ -508,8 +515,8 @@ fn check_agrees<T: PartialEq + std::fmt::Display>(
     Err(Error::checkpoint(
         &ckpt.path,
         format!(
-            "records {what} {recorded}, but config.json field `{what}` says {config}: the checkpoint is not this \
-             run's; it cannot be resumed"
+            "records {what} {recorded}, but config.json field `data.{what}` says {config}: the checkpoint is not \
+             this run's; it cannot be resumed"
         ),
     ))
 }

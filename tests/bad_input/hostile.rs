@@ -374,7 +374,7 @@ pub fn cases() -> Vec<Case> {
                     set(t, checkpoint::NORM_STD, floats(&[3, 1, 1], 0.25));
                 })
             },
-            expect: "records normalization channel, but config.json field `normalization` says pixel-mean",
+            expect: "records normalization channel, but config.json field `data.normalization` says pixel-mean",
         },
         Case {
             name: "a last.safetensors of another data set than config.json",
@@ -385,48 +385,48 @@ pub fn cases() -> Vec<Case> {
                     m.insert("labels".into(), "coarse".into());
                 })
             },
-            expect: "records dataset CIFAR-100 (coarse labels), but config.json field `dataset` says CIFAR-10",
+            expect: "records dataset CIFAR-100 (coarse labels), but config.json field `data.dataset` says CIFAR-10",
         },
         // --resume: config.json.
         Case {
             name: "config.json with a field of the wrong type",
             args: "train --resume {D}/run",
-            setup: |d| config_edited(d, |v| v["batch_size"] = "sixty-four".into()),
-            expect: "config.json: field `batch_size`: invalid type",
+            setup: |d| config_edited(d, |v| v["schedule"]["batch_size"] = "sixty-four".into()),
+            expect: "config.json: field `schedule.batch_size`: invalid type",
         },
         Case {
             name: "config.json without a field",
             args: "train --resume {D}/run",
             setup: |d| {
                 config_edited(d, |v| {
-                    v.as_object_mut().unwrap().remove("lr");
+                    v["schedule"].as_object_mut().unwrap().remove("lr");
                 })
             },
-            expect: "config.json: missing field `lr`",
+            expect: "config.json: field `schedule`: missing field `lr`",
         },
         Case {
             name: "config.json with a negative lr",
             args: "train --resume {D}/run",
-            setup: |d| config_edited(d, |v| v["lr"] = (-0.1).into()),
-            expect: "config.json: field `lr` is -0.1: must be a positive number",
+            setup: |d| config_edited(d, |v| v["schedule"]["lr"] = (-0.1).into()),
+            expect: "config.json: field `schedule.lr` is -0.1: must be a positive number",
         },
         Case {
             name: "config.json with a batch size of 0",
             args: "train --resume {D}/run",
-            setup: |d| config_edited(d, |v| v["batch_size"] = 0.into()),
-            expect: "field `batch_size` is 0",
+            setup: |d| config_edited(d, |v| v["schedule"]["batch_size"] = 0.into()),
+            expect: "field `schedule.batch_size` is 0",
         },
         Case {
             name: "config.json with a depth that is not 6n+2",
             args: "train --resume {D}/run",
-            setup: |d| config_edited(d, |v| v["depth"] = 9.into()),
-            expect: "field `depth`: depth 9 is not 6n+2",
+            setup: |d| config_edited(d, |v| v["model"]["depth"] = 9.into()),
+            expect: "field `model.depth`: depth 9 is not 6n+2",
         },
         Case {
             name: "config.json whose schedule the data contradicts",
             args: "train --resume {D}/run",
-            setup: |d| config_edited(d, |v| v["total_iterations"] = 7.into()),
-            expect: "fields `total_iterations`, `lr_milestones`, `warmup_iterations` are (7,",
+            setup: |d| config_edited(d, |v| v["outcome"]["total_iterations"] = 7.into()),
+            expect: "fields `outcome.total_iterations`, `outcome.lr_milestones`, `outcome.warmup_iterations` are (7,",
         },
         Case {
             name: "config.json that is not UTF-8",
@@ -575,7 +575,7 @@ pub fn cases() -> Vec<Case> {
             name: "a validation split past i64",
             args: "train --data-dir {D}/data --out {D}/run --depth 8 --limit-train 100 --device cpu --val-split 18446744073709551615",
             setup: |d| make_data(&d.join("data")),
-            expect: "leaves no training images out of 100",
+            expect: "--val-split 18446744073709551615: must be smaller than the 100 training images",
         },
         Case {
             name: "bench --iters past any sensible count",

@@ -227,19 +227,19 @@ fn cases() -> Vec<Case> {
             name: "a batch larger than the training set",
             args: "train --data-dir {D}/data --out {D}/run --depth 8 --epochs 1 --limit-train 128 --device cpu --batch-size 9223372036854775807",
             setup: |d| make_data(&d.join("data")),
-            expect: "is larger than the 128 training images",
+            expect: "--batch-size 9223372036854775807: larger than the 128 training images",
         },
         Case {
             name: "an epoch count that would overflow the iteration count",
             args: "train --data-dir {D}/data --out {D}/run --depth 8 --device cpu --epochs 9223372036854775807",
             setup: |d| make_data(&d.join("data")),
-            expect: "--epochs 9223372036854775807 is more than 100000",
+            expect: "--epochs 9223372036854775807: must be 1 to 100000",
         },
         Case {
             name: "threads far above the cores",
             args: "train --data-dir {D}/data --out {D}/run --depth 8 --device cpu --threads 10000",
             setup: |d| make_data(&d.join("data")),
-            expect: "--threads 10000 is far above",
+            expect: "--threads 10000: far above",
         },
         Case {
             name: "a non-empty directory that is not a run",
