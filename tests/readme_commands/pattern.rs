@@ -203,13 +203,13 @@ mod tests {
             ["[--json]", "[--confusion FILE.png|svg]", "FILE.svg (of FILE.png|svg)"]
         );
         for wrong in [
-            "resnet-cifar eval",                                     // a required flag missing
-            "resnet-cifar eval --weights --json",                    // a placeholder is never a flag
-            "resnet-cifar eval --weights w --confusion c.jpg",       // not one of the extensions
-            "resnet-cifar eval --weights w --confusion .png",        // an extension alone
-            "resnet-cifar eval --weights w --json --json",           // an optional part once
-            "resnet-cifar eval --json --weights w",                  // in the order shown
-            "resnet-cifar evaluate --weights w",                     // a literal as written
+            "resnet-cifar eval",                               // a required flag missing
+            "resnet-cifar eval --weights --json",              // a placeholder is never a flag
+            "resnet-cifar eval --weights w --confusion c.jpg", // not one of the extensions
+            "resnet-cifar eval --weights w --confusion .png",  // an extension alone
+            "resnet-cifar eval --weights w --json --json",     // an optional part once
+            "resnet-cifar eval --json --weights w",            // in the order shown
+            "resnet-cifar evaluate --weights w",               // a literal as written
         ] {
             assert!(took(eval, wrong).is_none(), "`{wrong}` matched `{eval}`");
         }

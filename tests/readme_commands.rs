@@ -2,10 +2,11 @@
 //! README's "Commands" table (the command as shown, what it does) and the concrete runs that
 //! check it, so that the table and this test cannot drift apart. The table must be the
 //! list's rendering, byte for byte; each run must be its row's command with the placeholders
-//! filled (the notation is `pattern.rs`'s) plus flags that only scale it down, and a row's
-//! runs must together take every optional part and choice it shows; then every run runs, in
-//! order, on synthetic data, and must exit 0 and write or print what the list says. A `make`
-//! row runs as `make -n` plus the cheap part of its recipe, with the reason in the list.
+//! filled (the notation is read by `readme_commands/pattern.rs`) plus flags that only scale
+//! it down, and a row's runs must together take every optional part and choice it shows;
+//! then every run runs, in order, on synthetic data, and must exit 0 and write or print what
+//! the list says. A `make` row runs as `make -n` plus the cheap part of its recipe, with the
+//! reason in the list.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -15,8 +16,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-#[path = "../common/mod.rs"]
 mod common;
+#[path = "readme_commands/pattern.rs"]
 mod pattern;
 
 use pattern::Pattern;
@@ -179,8 +180,8 @@ fn scratch() -> tempfile::TempDir {
     tmp
 }
 
-/// Runs `run` in `dir`, checks what it wrote and printed, and returns its stdout.
-fn check_run(run: &Run, dir: &Path) -> String {
+/// Runs `run` in `dir` and checks what it wrote and printed.
+fn check_run(run: &Run, dir: &Path) {
     for file in &run.creates {
         assert!(!dir.join(file).exists(), "`{}` is to create {file}, which an earlier run wrote", run.args);
     }
@@ -206,7 +207,6 @@ fn check_run(run: &Run, dir: &Path) -> String {
     if let Some(text) = &run.prints {
         assert!(stdout.contains(text.as_str()), "`{}` did not print `{text}`:\n{stdout}", run.args);
     }
-    stdout
 }
 
 #[test]
@@ -235,11 +235,16 @@ fn every_run_is_its_rows_command_filled_in() {
             let found = found.unwrap_or_else(|| panic!("{LIST}: `{}` is not `{}` filled in", run.args, row.shows));
             taken.extend(found);
             let scale = words(&run.scale);
-            assert!(scale.len() % 2 == 0, "{LIST}: `{}`: scale is pairs of a flag and its value", run.scale);
+            assert!(scale.len().is_multiple_of(2), "{LIST}: `{}`: scale is pairs of a flag and its value", run.scale);
             for pair in scale.chunks(2) {
                 assert!(SCALING_FLAGS.contains(&pair[0].as_str()), "{LIST}: `{}` is not a scaling flag", pair[0]);
                 assert!(!pair[1].starts_with("--"), "{LIST}: `{}` needs a value", pair[0]);
-                assert!(args.iter().filter(|w| **w == pair[0]).count() <= 1, "{LIST}: `{}` twice in `{}`", pair[0], run.args);
+                assert!(
+                    args.iter().filter(|w| **w == pair[0]).count() <= 1,
+                    "{LIST}: `{}` twice in `{}`",
+                    pair[0],
+                    run.args
+                );
             }
             let checks = !run.creates.is_empty() || run.prints.as_ref().is_some_and(|p| !p.is_empty());
             let special = (run.recipe.is_some(), !run.instead.is_empty(), run.why.is_some());
