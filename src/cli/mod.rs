@@ -20,13 +20,16 @@ use resnet_cifar::normalize::Normalization;
 use resnet_cifar::normalize::Normalizer;
 use resnet_cifar::train;
 use resnet_cifar::train::graph::CudaGraphs;
+use resnet_cifar::viz::curves::{Metric, XAxis};
 use tch::Device;
 
 pub mod docs;
+pub mod hints;
 pub mod html_report;
 pub mod landscape;
 pub mod study;
 pub mod train_args;
+pub mod values;
 pub use train_args::{device_arg, ComputeArgs, DataArgs, ModelArgs, TrainArgs};
 
 #[derive(Debug, Parser)]
@@ -87,7 +90,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// train: whole training steps; eval: passes over the test set.
-    #[arg(long, value_enum, default_value_t = BenchMode::Train)]
+    #[arg(long, value_parser = values::of::<BenchMode>(), default_value_t = BenchMode::Train)]
     pub mode: BenchMode,
     /// Training batch (evaluation always runs in batches of 500, and the JSON says so).
     #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
@@ -113,7 +116,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Replay the step from a CUDA graph: auto (on with a CUDA device), on, off.
-    #[arg(long, value_enum, default_value_t = CudaGraphs::Auto)]
+    #[arg(long, value_parser = values::of::<CudaGraphs>(), default_value_t = CudaGraphs::Auto)]
     pub cuda_graphs: CudaGraphs,
     #[command(flatten)]
     pub data: DataArgs,
@@ -169,15 +172,15 @@ impl TableOutput {
 #[derive(Debug, Clone, Args)]
 pub struct GradFlowArgs {
     /// Architectures, comma-separated (e.g. plain,resnet,preact); one table and line per network.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "resnet")]
+    #[arg(long, value_parser = values::of::<Arch>(), value_delimiter = ',', default_value = "resnet")]
     pub arch: Vec<Arch>,
     /// Depths, comma-separated (e.g. 56,110).
     #[arg(long, value_delimiter = ',', default_value = "20", allow_negative_numbers = true)]
     pub depth: Vec<i64>,
-    #[arg(long, value_enum, default_value_t = Shortcut::A)]
+    #[arg(long, value_parser = values::of::<Shortcut>(), default_value_t = Shortcut::A)]
     pub shortcut: Shortcut,
     /// Block of the pre-activation nets [default: basic below depth 164, bottleneck from 164].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<BlockKind>())]
     pub block: Option<BlockKind>,
     /// Trained checkpoints instead of freshly initialised networks, one line each (repeat
     /// the flag).
@@ -195,7 +198,7 @@ pub struct GradFlowArgs {
     #[arg(long)]
     pub zero_init_residual: bool,
     /// Input normalisation [default: the checkpoint's, else pixel-mean].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Normalization>())]
     pub normalize: Option<Normalization>,
     #[command(flatten)]
     pub data: DataArgs,
@@ -215,7 +218,7 @@ pub struct ResponsesArgs {
     #[arg(long, required = true)]
     pub weights: Vec<PathBuf>,
     /// Input normalisation [default: each checkpoint's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Normalization>())]
     pub normalize: Option<Normalization>,
     #[command(flatten)]
     pub data: DataArgs,
@@ -239,11 +242,11 @@ pub struct PlotArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// x axis: iterations or epochs.
-    #[arg(long, value_enum, default_value_t = resnet_cifar::viz::curves::XAxis::Iterations)]
-    pub x: resnet_cifar::viz::curves::XAxis,
+    #[arg(long, value_parser = values::of::<XAxis>(), default_value_t = XAxis::Iterations)]
+    pub x: XAxis,
     /// error (%) or loss.
-    #[arg(long, value_enum, default_value_t = resnet_cifar::viz::curves::Metric::Error)]
-    pub metric: resnet_cifar::viz::curves::Metric,
+    #[arg(long, value_parser = values::of::<Metric>(), default_value_t = Metric::Error)]
+    pub metric: Metric,
     /// Top of the y axis [default: 20 for error, like the paper; the largest loss for loss].
     #[arg(long, allow_negative_numbers = true)]
     pub ymax: Option<f64>,
@@ -258,19 +261,19 @@ pub struct WeightsArgs {
     #[arg(long)]
     pub weights: PathBuf,
     /// Input normalisation [default: the checkpoint's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Normalization>())]
     pub normalize: Option<Normalization>,
     /// Override the architecture from the checkpoint's metadata.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Arch>())]
     pub arch: Option<Arch>,
     /// Override the depth (else from the metadata, or inferred from the tensor names).
     #[arg(long, allow_negative_numbers = true)]
     pub depth: Option<i64>,
     /// Override the shortcut option.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Shortcut>())]
     pub shortcut: Option<Shortcut>,
     /// Override the block of a pre-activation net.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<BlockKind>())]
     pub block: Option<BlockKind>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = device_arg)]
@@ -603,7 +606,7 @@ fn predict_command(args: &PredictArgs) -> Result<()> {
                 println!("{}: {}", path.display(), top.join(", "));
             }
             Err(e) => {
-                eprintln!("error: {}", resnet_cifar::error::one_line(&e.to_string()));
+                eprintln!("error: {}", hints::explain(&e));
                 failed += 1;
             }
         }
@@ -645,10 +648,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
 /// (a run keeps its batch size), or, with no checkpoint yet, train anew with a smaller
 /// batch: a new run that never checkpointed is cleared, so that the same `--out` serves.
 fn out_of_memory_advice(e: resnet_cifar::Error, dir: &std::path::Path, resuming: bool) -> anyhow::Error {
-    let msg = e.to_string();
-    if !msg.starts_with("out of memory on ") {
+    if !matches!(e, resnet_cifar::Error::OutOfMemory { .. }) {
         return e.into();
     }
+    let msg = e.to_string();
     let checkpointed = dir.join("last.safetensors").is_file();
     let advice = if checkpointed {
         format!(
