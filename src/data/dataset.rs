@@ -306,7 +306,9 @@ mod tests {
         let e = other.resolve(Some(coarse), at).unwrap_err().to_string();
         assert!(e.contains("c.safetensors: trained on CIFAR-100 (coarse labels), not on the fine labels"), "{e}");
         let e = DatasetChoice::from(Dataset::Cifar10).resolve(Some(coarse), at).unwrap_err();
-        let asked = (Some("cifar10".to_string()), None);
-        assert!(matches!(e, Error::DatasetMismatch { name, labels, .. } if (name, labels) == asked));
+        let asked = (Some("cifar10"), None);
+        assert!(
+            matches!(&e, Error::DatasetMismatch { name, labels, .. } if (name.as_deref(), labels.as_deref()) == asked)
+        );
     }
 }
