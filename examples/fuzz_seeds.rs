@@ -50,7 +50,7 @@ fn checkpoints(dir: &Path, tmp: &Path) -> Result<()> {
         };
         let mut meta = checkpoint::metadata(&cfg, &normalizer);
         meta.extend(checkpoint::dataset_metadata(Dataset::Cifar10, &classes));
-        meta.extend(progress_metadata(&progress)?);
+        meta.extend(progress_metadata(&progress, 0.1)?);
         let small = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
         let mut tensors = vec![
             ("conv1.weight".to_string(), small(&[1, 1, 1, 1])),
@@ -72,7 +72,8 @@ fn checkpoints(dir: &Path, tmp: &Path) -> Result<()> {
     let vs = VarStore::new(Device::Cpu);
     let cfg = ResNetConfig { depth: 8, ..Default::default() };
     let _ = ResNet::new(&vs.root(), cfg)?;
-    let extra = Extra { tensors: Sgd::new(&vs, 0.9, 1e-4).state_tensors(), metadata: progress_metadata(&progress)? };
+    let extra =
+        Extra { tensors: Sgd::new(&vs, 0.9, 1e-4).state_tensors(), metadata: progress_metadata(&progress, 0.1)? };
     checkpoint::save(&path, &vs, &cfg, &Normalizer::imagenet(), extra)?;
     seed(dir, "checkpoint", "resnet-8.safetensors", &std::fs::read(&path)?)?;
     Ok(())
@@ -130,7 +131,12 @@ fn run_configs(dir: &Path) -> Result<()> {
     .iter()
     .enumerate()
     {
-        seed(dir, "run_config", &format!("train_state-{i}.json"), progress_metadata(p)?["train_state"].as_bytes())?;
+        seed(
+            dir,
+            "run_config",
+            &format!("train_state-{i}.json"),
+            progress_metadata(p, 0.1)?["train_state"].as_bytes(),
+        )?;
     }
     Ok(())
 }

@@ -22,13 +22,15 @@ use crate::train::graph::{decide, CudaGraphs, Stepper};
 use crate::train::resume::Progress;
 use crate::train::{train_step_phased, DeviceSums, Phase, StepContext};
 
-/// What to time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchMode {
-    /// Training steps on the training set.
-    Train,
-    /// Inference over the test set in batches of 500.
-    Eval,
+crate::text::value_enum! {
+    /// What to time.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum BenchMode: "benchmark mode" {
+        /// Training steps on the training set.
+        Train => "train",
+        /// Inference over the test set in batches of 500.
+        Eval => "eval",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +277,7 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
     let loss = last_loss.double_value(&[]);
     let seconds = started.elapsed().as_secs_f64();
     if !loss.is_finite() {
-        return Err(Error::Diverged(format!("the benchmark's loss became {loss}")));
+        return Err(Error::NotFinite { what: format!("the benchmark's loss became {loss}") });
     }
     Ok((cfg.iters * b, seconds, cfg.profile.then_some(phases), ops))
 }

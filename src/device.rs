@@ -12,12 +12,8 @@ pub fn parse_device(s: &str) -> Result<Device> {
     let s = s.trim().to_ascii_lowercase();
     let cuda = |i: usize| {
         let n = Cuda::device_count() as usize;
-        if n == 0 {
-            Err(Error::Config(format!(
-                "--device {s}: CUDA is not available here (no GPU, or libtorch without CUDA); use --device cpu"
-            )))
-        } else if i >= n {
-            Err(Error::Config(format!("--device {s}: only {n} CUDA device(s) here, numbered from 0")))
+        if i >= n {
+            Err(Error::NoCudaDevice { asked: s.clone(), count: n })
         } else {
             Ok(Device::Cuda(i))
         }
@@ -34,7 +30,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cuda" | "gpu" => cuda(0),
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
-            _ => Err(Error::Config(format!("unknown device `{s}`: use auto, cpu, cuda or cuda:N"))),
+            _ => Err(Error::UnknownValue { what: "device", given: s, known: vec!["auto", "cpu", "cuda", "cuda:N"] }),
         },
     }
 }
@@ -114,10 +110,7 @@ pub fn catch_out_of_memory<T>(batch_size: i64, device: Device, f: impl FnOnce() 
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => match out_of_memory_message(payload.as_ref()) {
-            Some(said) => Err(Error::Config(format!(
-                "out of memory on {} at batch size {batch_size}: {said}",
-                device_name(device)
-            ))),
+            Some(said) => Err(Error::OutOfMemory { device: device_name(device), batch_size, said }),
             None => std::panic::resume_unwind(payload),
         },
     }

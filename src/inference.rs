@@ -52,17 +52,15 @@ pub fn load_model(path: &Path, overrides: &ModelOverrides, device: Device, compu
 /// `asked` may repeat but not contradict, else the one `asked` names (CIFAR-10 by
 /// default). Its class count must be the classifier's.
 pub fn dataset_for(ckpt: &Checkpoint, asked: DatasetChoice) -> Result<Dataset> {
-    let dataset = asked.resolve(ckpt.dataset()?).map_err(|e| Error::checkpoint(&ckpt.path, e.to_string()))?;
+    let dataset = asked.resolve(ckpt.dataset()?, &ckpt.path)?;
     let outputs = ckpt.model_config()?.num_classes;
     if outputs != dataset.num_classes() {
-        return Err(Error::checkpoint(
-            &ckpt.path,
-            format!(
-                "has a {outputs}-way classifier, but {dataset} has {} classes: pass the --dataset (and --labels) \
-                 it was trained on",
-                dataset.num_classes()
-            ),
-        ));
+        return Err(Error::ClassCountMismatch {
+            path: ckpt.path.clone(),
+            outputs,
+            dataset: dataset.to_string(),
+            classes: dataset.num_classes(),
+        });
     }
     Ok(dataset)
 }
@@ -127,10 +125,7 @@ pub fn normalizer_for(ckpt: &Checkpoint, flag: Option<Normalization>, data: &Dat
             let train = data.load_split(crate::data::Part::Train, None)?;
             Ok(Normalizer::fit(kind, &train.images))
         }
-        (None, None) => Err(Error::checkpoint(
-            &ckpt.path,
-            "carries no normalization statistics: pass --normalize (the PyTorch reference checkpoints use imagenet)",
-        )),
+        (None, None) => Err(Error::NoNormalization { path: ckpt.path.clone() }),
     }
 }
 
@@ -201,11 +196,7 @@ pub fn predict(model: &ResNet, normalizer: &Normalizer, images: &Tensor, k: i64)
     let (p, idx) = probs.topk(k.min(probs.size()[1]), -1, true, true);
     let p = Vec::<Vec<f64>>::try_from(p.to_kind(Kind::Double))?;
     if p.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(Error::Diverged(
-            "the network's outputs are not finite (NaN or infinite): its weights or normalization are broken; \
-             use another checkpoint"
-                .into(),
-        ));
+        return Err(Error::NotFinite { what: "the network's outputs are not finite".into() });
     }
     let idx = Vec::<Vec<i64>>::try_from(idx)?;
     Ok(idx.into_iter().zip(p).map(|(i, p)| i.into_iter().zip(p).collect()).collect())

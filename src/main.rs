@@ -1,4 +1,5 @@
-//! `resnet-cifar`: parse the flags, run, and print any error once, as one line.
+//! `resnet-cifar`: parse the flags, run, and print any error once, as one line (a library
+//! error with its remedy on the command line: `cli::hints`).
 
 use std::process::ExitCode;
 
@@ -28,8 +29,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e.downcast_ref() {
-                Some(resnet_cifar::Error::Interrupted { signal, .. }) => {
-                    eprintln!("{e}");
+                Some(stopped @ resnet_cifar::Error::Interrupted { signal, .. }) => {
+                    eprintln!("{}", cli::hints::explain(stopped));
                     return ExitCode::from((128 + signal) as u8);
                 }
                 // A study grid stopped by a signal (or a closed stdout): 128 + its number.
@@ -39,13 +40,13 @@ fn main() -> ExitCode {
             if e.downcast_ref::<cli::Reported>().is_some() {
                 return ExitCode::FAILURE;
             }
-            if let Some(resnet_cifar::Error::Setting(bad)) = e.downcast_ref() {
-                eprintln!("error: {}", resnet_cifar::error::one_line(&cli::train_args::setting_message(bad)));
-                return code;
-            }
             // Each cause once: a library error that names its file already says its cause.
             let mut msg = String::new();
-            for cause in e.chain().map(|c| c.to_string()) {
+            let causes = e.chain().map(|c| match c.downcast_ref::<resnet_cifar::Error>() {
+                Some(lib) => cli::hints::explain(lib),
+                None => c.to_string(),
+            });
+            for cause in causes {
                 if msg.is_empty() {
                     msg = cause;
                 } else if !msg.ends_with(&cause) {

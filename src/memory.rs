@@ -60,10 +60,6 @@ pub fn physical_memory() -> f64 {
     }
 }
 
-fn gb(bytes: f64) -> String {
-    format!("{:.3} GB", bytes / 1e9)
-}
-
 /// Checks `cfg` where a run is configured or a network is about to be built: its depth
 /// ([`ResNetConfig::blocks_per_stage`]), and that its parameters and one image's activations
 /// alone would not exceed the memory of this machine. Returns the blocks per stage.
@@ -77,16 +73,14 @@ pub fn check_fits(cfg: &ResNetConfig) -> Result<i64> {
     if e.parameter_bytes + e.activation_bytes_per_image <= memory {
         return Ok(n);
     }
-    Err(Error::Config(format!(
-        "depth {} with {} classes would need about {} for its {:.3e} parameters (with gradients and momentum) and \
-         {} of activations per image, more than the {} of memory here: use a smaller depth (or fewer classes)",
-        cfg.depth,
-        cfg.num_classes,
-        gb(e.parameter_bytes),
-        e.parameters,
-        gb(e.activation_bytes_per_image),
-        gb(memory)
-    )))
+    Err(Error::ModelTooLarge {
+        depth: cfg.depth,
+        num_classes: cfg.num_classes,
+        parameters: e.parameters,
+        parameter_bytes: e.parameter_bytes,
+        activation_bytes: e.activation_bytes_per_image,
+        memory_bytes: memory,
+    })
 }
 
 #[cfg(test)]

@@ -19,24 +19,28 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// Residual network or the same stack without shortcuts ("plain", the paper's baseline).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Arch {
-    #[default]
-    Resnet,
-    Plain,
-    /// Pre-activation residual network (He et al. 2016): identity paths with nothing after
-    /// the addition.
-    Preact,
+crate::text::value_enum! {
+    /// Residual network or the same stack without shortcuts ("plain", the paper's baseline).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Arch: "architecture" {
+        #[default]
+        Resnet => "resnet",
+        Plain => "plain",
+        /// Pre-activation residual network (He et al. 2016): identity paths with nothing after
+        /// the addition.
+        Preact => "preact",
+    }
 }
 
-/// The residual unit of a pre-activation network (He et al. 2016, Section 4 and Table 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BlockKind {
-    /// Two 3×3 convolutions: depth 6n+2.
-    Basic,
-    /// 1×1, 3×3, 1×1 convolutions, the last widening 4×: depth 9n+2 (ResNet-164, -1001).
-    Bottleneck,
+crate::text::value_enum! {
+    /// The residual unit of a pre-activation network (He et al. 2016, Section 4 and Table 4).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum BlockKind: "block" {
+        /// Two 3×3 convolutions: depth 6n+2.
+        Basic => "basic",
+        /// 1×1, 3×3, 1×1 convolutions, the last widening 4×: depth 9n+2 (ResNet-164, -1001).
+        Bottleneck => "bottleneck",
+    }
 }
 
 impl BlockKind {
@@ -57,50 +61,45 @@ impl BlockKind {
     }
 }
 
-/// How a shortcut crosses a change of shape (Section 3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Shortcut {
-    /// Identity; where the shape changes, subsample by 2 and zero-pad the new channels
-    /// (no parameters). The paper's choice for CIFAR-10.
-    #[default]
-    #[value(name = "A", alias = "a")]
-    A,
-    /// Identity; where the shape changes, a 1×1 convolution with stride 2 followed by BN.
-    #[value(name = "B", alias = "b")]
-    B,
+crate::text::value_enum! {
+    /// How a shortcut crosses a change of shape (Section 3.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Shortcut: "shortcut option" {
+        /// Identity; where the shape changes, subsample by 2 and zero-pad the new channels
+        /// (no parameters). The paper's choice for CIFAR-10.
+        #[default]
+        A => "A",
+        /// Identity; where the shape changes, a 1×1 convolution with stride 2 followed by BN.
+        B => "B",
+    }
 }
 
-crate::text::value_enum_text!(Arch, "architecture");
-crate::text::value_enum_text!(Shortcut, "shortcut option");
-crate::text::value_enum_text!(BlockKind, "block");
-
-/// Number format of the convolutions and activations. Parameters, BN statistics and the
-/// loss stay fp32 either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Precision {
-    #[default]
-    Fp32,
-    /// Mixed precision: fp32 master weights cast to bf16 at each convolution, bf16
-    /// activations, BN with fp32 affine parameters and running statistics (libtorch's
-    /// mixed-type kernels accumulate in fp32), fp32 pooling output, classifier and loss.
-    Bf16,
+crate::text::value_enum! {
+    /// Number format of the convolutions and activations. Parameters, BN statistics and the
+    /// loss stay fp32 either way.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Precision: "precision" {
+        #[default]
+        Fp32 => "fp32",
+        /// Mixed precision: fp32 master weights cast to bf16 at each convolution, bf16
+        /// activations, BN with fp32 affine parameters and running statistics (libtorch's
+        /// mixed-type kernels accumulate in fp32), fp32 pooling output, classifier and loss.
+        Bf16 => "bf16",
+    }
 }
 
-/// Memory layout of activations and convolution weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Layout {
-    /// N×C×H×W strides: libtorch's default.
-    #[default]
-    #[value(name = "nchw")]
-    Nchw,
-    /// N×H×W×C strides ("channels last") for the same N×C×H×W shape: faster convolutions
-    /// in oneDNN (CPU) and cuDNN.
-    #[value(name = "channels-last")]
-    ChannelsLast,
+crate::text::value_enum! {
+    /// Memory layout of activations and convolution weights.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Layout: "layout" {
+        /// N×C×H×W strides: libtorch's default.
+        #[default]
+        Nchw => "nchw",
+        /// N×H×W×C strides ("channels last") for the same N×C×H×W shape: faster convolutions
+        /// in oneDNN (CPU) and cuDNN.
+        ChannelsLast => "channels-last",
+    }
 }
-
-crate::text::value_enum_text!(Precision, "precision");
-crate::text::value_enum_text!(Layout, "layout");
 
 /// How the network computes: number format and memory layout. It changes no parameter
 /// and no checkpoint; the default (fp32, NCHW) is PyTorch's own arithmetic.

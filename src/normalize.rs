@@ -6,18 +6,18 @@
 
 use tch::{Device, Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Normalization {
-    /// Subtract the per-pixel mean image of the training set (the paper).
-    #[default]
-    PixelMean,
-    /// Per-channel mean and standard deviation of the training set.
-    Channel,
-    /// x/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225): the reference checkpoints'.
-    Imagenet,
+crate::text::value_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Normalization: "normalization" {
+        /// Subtract the per-pixel mean image of the training set (the paper).
+        #[default]
+        PixelMean => "pixel-mean",
+        /// Per-channel mean and standard deviation of the training set.
+        Channel => "channel",
+        /// x/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225): the reference checkpoints'.
+        Imagenet => "imagenet",
+    }
 }
-
-crate::text::value_enum_text!(Normalization, "normalization");
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];

@@ -4,16 +4,16 @@
 //! An optional warm-up at a tenth of the rate (0.01 by default) precedes it, as the paper
 //! does for ResNet-110 (400 iterations).
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ScheduleKind {
-    /// Drops at 50 % and 75 % of `--epochs`: the paper's recipe compressed.
-    #[default]
-    Scaled,
-    /// Exactly 64k iterations with drops at 32k and 48k, whatever `--epochs` says.
-    Paper,
+crate::text::value_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum ScheduleKind: "schedule" {
+        /// Drops at 50 % and 75 % of `--epochs`: the paper's recipe compressed.
+        #[default]
+        Scaled => "scaled",
+        /// Exactly 64k iterations with drops at 32k and 48k, whatever `--epochs` says.
+        Paper => "paper",
+    }
 }
-
-crate::text::value_enum_text!(ScheduleKind, "schedule");
 
 pub const PAPER_ITERATIONS: i64 = 64_000;
 pub const PAPER_MILESTONES: [i64; 2] = [32_000, 48_000];

@@ -114,9 +114,14 @@ fn both_label_bytes_are_checked_whichever_labels_are_used() {
 
 #[test]
 fn missing_and_garbled_files_say_what_to_do() {
-    let err = source(FINE, Path::new("/nonexistent/c100")).load().unwrap_err().to_string();
+    let err = source(FINE, Path::new("/nonexistent/c100")).load().unwrap_err();
+    let typed = matches!(err, resnet_cifar::Error::MissingData { unpacked: "cifar-100-binary", whole_dir: true, .. });
+    assert!(typed, "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("run ./download_cifar.sh --dataset cifar100 to fetch CIFAR-100"), "{err}");
-    assert!(err.contains("an unpacked cifar-100-binary/"), "{err}");
+    // The binary adds the flag that names another directory.
+    let args = ["train", "--dataset", "cifar100", "--data-dir", "/nonexistent/c100", "--device", "cpu"];
+    one_line_error(&args, "to fetch CIFAR-100, or point --data-dir at an unpacked cifar-100-binary/");
     let tmp = tempfile::tempdir().unwrap();
     common::link_cifar100(tmp.path());
     let names = tmp.path().join("fine_label_names.txt");

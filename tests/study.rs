@@ -200,7 +200,7 @@ fn bad_input_is_one_line_error() {
     let cases: [(Vec<String>, &str); 4] = [
         (grid_args(tmp.path(), &out, "8,21", "0", "1"), "6n+2"),
         ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--depth".into(), "20".into()]].concat(), "--depths"),
-        ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--lr".into(), "-1".into()]].concat(), "--lr"),
+        ([grid_args(tmp.path(), &out, "8", "0", "1"), vec!["--lr".into(), "-1".into()]].concat(), "--lr -1: must be"),
         (vec!["--collect".into(), out.display().to_string()], "no grid here"),
     ];
     for (args, what) in cases {
@@ -211,6 +211,16 @@ fn bad_input_is_one_line_error() {
         assert!(stderr.starts_with("error: ") && stderr.contains(what), "{what}: {stderr}");
         assert!(!out.exists(), "{what}: wrote {}", out.display());
     }
+    // A grid.json of an earlier version (the settings as flags): `--collect` asks for the
+    // planning command again, which brings it up to date.
+    std::fs::create_dir_all(&out).unwrap();
+    let old = r#"{"tool":"resnet-cifar 0.1.0","spec":{"depths":[8],"archs":["plain","resnet"],"seeds":[0],
+        "train_flags":["--epochs","1"]},"cells":[]}"#;
+    std::fs::write(out.join("grid.json"), old).unwrap();
+    let o = run(&["--collect".into(), out.display().to_string()], &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("rerun the study command that planned it"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(out.join("grid.json")).unwrap(), old, "nothing rewritten by a refusal");
 }
 
 /// `--dataset cifar100 --labels coarse` passes through to every cell: the cells train

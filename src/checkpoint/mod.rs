@@ -168,13 +168,10 @@ impl Checkpoint {
             if !mismatched.is_empty() {
                 parts.push(format!("{} of another shape: {}", mismatched.len(), list(&mismatched)));
             }
-            return Err(Error::checkpoint(
-                &self.path,
-                format!(
-                    "does not fit the model ({}); check --arch/--depth/--shortcut against the checkpoint",
-                    parts.join("; ")
-                ),
-            ));
+            return Err(Error::CheckpointMismatch {
+                path: self.path.clone(),
+                detail: format!("its tensors are not the network's ({})", parts.join("; ")),
+            });
         }
         tch::no_grad(|| {
             for (mut v, t) in pending {
@@ -261,17 +258,16 @@ impl Checkpoint {
                     false => format!("missing layer{s}.{h}.* to layer{s}.{}.*", n - 1),
                 })
                 .collect();
-            return Err(Error::checkpoint(
-                &self.path,
-                format!(
-                    "does not fit the model: depth {} has {n} blocks per stage, the checkpoint's tensors hold {:?} \
-                     in layer1–3 ({}); check --arch/--depth/--block against the checkpoint (its metadata may be \
-                     corrupt)",
+            return Err(Error::CheckpointMismatch {
+                path: self.path.clone(),
+                detail: format!(
+                    "depth {} has {n} blocks per stage, the checkpoint's tensors hold {:?} in layer1–3 ({}); its \
+                     metadata may be corrupt",
                     cfg.depth,
                     held,
                     stages.join("; ")
                 ),
-            ));
+            });
         }
         let classifier = self.tensors.iter().find(|(n, _)| matches!(canonical(n), "linear.weight" | "fc.weight"));
         if let Some((name, t)) = classifier {

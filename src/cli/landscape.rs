@@ -21,7 +21,7 @@ use resnet_cifar::model::Compute;
 use resnet_cifar::normalize::{Normalization, Normalizer};
 use resnet_cifar::progress;
 
-use super::{device_arg, DataArgs, TableOutput};
+use super::{device_arg, values, DataArgs, TableOutput};
 
 /// Which images the loss is measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,7 +69,7 @@ pub struct LandscapeArgs {
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1024))]
     pub threads: Option<i32>,
     /// Input normalisation [default: each checkpoint's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Normalization>())]
     pub normalize: Option<Normalization>,
     /// The checkpoints' data set (they must share one) and its directory.
     #[command(flatten)]
@@ -327,7 +327,7 @@ fn sweep_in_processes(args: &LandscapeArgs, jobs: usize, bar: &indicatif::Progre
         cmd.args(["--split", if args.split == SplitArg::Train { "train" } else { "test" }]);
         cmd.args(["--seed", &args.seed.to_string(), "--threads", &threads.to_string()]);
         if let Some(n) = args.normalize {
-            cmd.args(["--normalize", n.to_possible_value().expect("named").get_name()]);
+            cmd.args(["--normalize", &n.to_string()]);
         }
         cmd.args(["--dataset", &data.dataset.name().to_string()]);
         cmd.args(data.dataset.labels().map(|l| format!("--labels={l}")));

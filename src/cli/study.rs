@@ -32,6 +32,7 @@ use resnet_cifar::study::{self, Grid, GridSpec};
 use resnet_cifar::{Arch, Error};
 
 use super::train_args::{device_arg, parse_grid_flags};
+use super::values;
 
 /// The study's own flags; every other flag is a `train` flag for each cell.
 #[derive(Debug, Clone, Args)]
@@ -44,7 +45,7 @@ pub struct StudyArgs {
     #[arg(long, value_delimiter = ',', default_value = "20,56", allow_negative_numbers = true)]
     pub depths: Vec<i64>,
     /// Architectures, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,resnet")]
+    #[arg(long, value_parser = values::of::<Arch>(), value_delimiter = ',', default_value = "plain,resnet")]
     pub archs: Vec<Arch>,
     /// Seeds, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0", allow_negative_numbers = true)]

@@ -18,6 +18,8 @@ use resnet_cifar::train::TrainConfig;
 use resnet_cifar::{Error, Result};
 use tch::Device;
 
+use super::{hints, values};
+
 /// Which network.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -26,13 +28,13 @@ pub struct ModelArgs {
     pub depth: i64,
     /// Residual network (2015), the plain baseline without shortcuts, or the pre-activation
     /// residual network (2016).
-    #[arg(long, value_enum, default_value_t = Arch::Resnet)]
+    #[arg(long, value_parser = values::of::<Arch>(), default_value_t = Arch::Resnet)]
     pub arch: Arch,
     /// Block of a pre-activation net [default: basic below depth 164, bottleneck from 164].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<BlockKind>())]
     pub block: Option<BlockKind>,
     /// Shortcut across a change of shape: A (zero-padding identity) or B (1×1 projection).
-    #[arg(long, value_enum, default_value_t = Shortcut::A)]
+    #[arg(long, value_parser = values::of::<Shortcut>(), default_value_t = Shortcut::A)]
     pub shortcut: Shortcut,
     /// No BatchNorm (convolutions get a bias): where vanishing gradients show in full.
     #[arg(long)]
@@ -66,10 +68,10 @@ impl ModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// cifar10 or cifar100 [default: the one a checkpoint records, else cifar10].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<DatasetName>())]
     pub dataset: Option<DatasetName>,
     /// CIFAR-100's classes: fine (100) or coarse (20) [default: a checkpoint's, else fine].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<Labels>())]
     pub labels: Option<Labels>,
     /// Directory with the binary files [default: data/cifar-10-batches-bin; for cifar100,
     /// data/cifar-100-binary].
@@ -93,10 +95,10 @@ impl DataArgs {
 pub struct ComputeArgs {
     /// fp32, or bf16 mixed precision (bf16 convolutions and activations; fp32 weights,
     /// BN statistics and loss).
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    #[arg(long, value_parser = values::of::<Precision>(), default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Memory layout of activations: channels-last (NHWC strides, faster on CPU and GPU) or nchw.
-    #[arg(long, value_enum, default_value_t = Layout::ChannelsLast)]
+    #[arg(long, value_parser = values::of::<Layout>(), default_value_t = Layout::ChannelsLast)]
     pub layout: Layout,
 }
 
@@ -124,13 +126,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     pub weight_decay: f64,
     /// `scaled`: drops at 50 %/75 % of --epochs; `paper`: exactly 64k iterations, drops at 32k/48k.
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Scaled)]
+    #[arg(long, value_parser = values::of::<ScheduleKind>(), default_value_t = ScheduleKind::Scaled)]
     pub schedule: ScheduleKind,
     /// Iterations at lr/10 before the schedule starts [default: 400 from depth 110, else 0].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub warmup_iters: Option<i64>,
     /// Input normalisation.
-    #[arg(long, value_enum, default_value_t = Normalization::PixelMean)]
+    #[arg(long, value_parser = values::of::<Normalization>(), default_value_t = Normalization::PixelMean)]
     pub normalize: Normalization,
     /// Hold out the last N training images for validation (the paper: 5000).
     #[arg(long, default_value_t = 0)]
@@ -173,7 +175,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub compute: ComputeArgs,
     /// Replay the training step from a CUDA graph: auto (on with a CUDA device), on, off.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = values::of::<CudaGraphs>())]
     pub cuda_graphs: Option<CudaGraphs>,
     /// cuDNN's deterministic algorithms and no benchmark search, so that a CUDA run can
     /// resume exactly (slower; no effect on the CPU, which is always exact).
@@ -290,7 +292,7 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
 
 /// `--device`: auto, cpu, cuda or cuda:N, checked by the parser.
 pub fn device_arg(s: &str) -> std::result::Result<Device, String> {
-    parse_device(s).map_err(|e| e.to_string())
+    parse_device(s).map_err(|e| hints::explain(&e))
 }
 
 #[derive(Parser)]

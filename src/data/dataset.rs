@@ -28,28 +28,27 @@ pub const TEST_FILE: &str = "test_batch.bin";
 pub const DEFAULT_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
-/// The data set as `--dataset` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum DatasetName {
-    #[default]
-    #[value(name = "cifar10")]
-    Cifar10,
-    #[value(name = "cifar100")]
-    Cifar100,
+crate::text::value_enum! {
+    /// The data set as `--dataset` names it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum DatasetName: "data set" {
+        #[default]
+        Cifar10 => "cifar10",
+        Cifar100 => "cifar100",
+    }
 }
 
-/// CIFAR-100's two labellings of the same images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Labels {
-    /// 100 classes.
-    #[default]
-    Fine,
-    /// 20 superclasses.
-    Coarse,
+crate::text::value_enum! {
+    /// CIFAR-100's two labellings of the same images.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Labels: "labels" {
+        /// 100 classes.
+        #[default]
+        Fine => "fine",
+        /// 20 superclasses.
+        Coarse => "coarse",
+    }
 }
-
-crate::text::value_enum_text!(DatasetName, "data set");
-crate::text::value_enum_text!(Labels, "labels");
 
 /// A data set with the classes it is trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -244,9 +243,9 @@ impl DatasetChoice {
         Dataset::new(self.name.unwrap_or_default(), self.labels)
     }
 
-    /// The data set that `recorded` names (a checkpoint's), which the choice may repeat but
-    /// not contradict; without a record, the choice's.
-    pub fn resolve(self, recorded: Option<Dataset>) -> Result<Dataset> {
+    /// The data set that `recorded` names (the checkpoint's at `checkpoint`), which the
+    /// choice may repeat but not contradict; without a record, the choice's.
+    pub fn resolve(self, recorded: Option<Dataset>, checkpoint: &std::path::Path) -> Result<Dataset> {
         let Some(r) = recorded else {
             return self.dataset();
         };
@@ -254,13 +253,12 @@ impl DatasetChoice {
         if agrees {
             return Ok(r);
         }
-        let mut asked = Vec::new();
-        asked.extend(self.name.map(|n| format!("--dataset {n}")));
-        asked.extend(self.labels.map(|l| format!("--labels {l}")));
-        Err(Error::Config(format!(
-            "trained on {r}, not as {} asks: leave out --dataset and --labels (the checkpoint records its data set)",
-            asked.join(" ")
-        )))
+        Err(Error::DatasetMismatch {
+            path: checkpoint.to_path_buf(),
+            recorded: r.to_string(),
+            name: self.name.map(|n| n.to_string()),
+            labels: self.labels.map(|l| l.to_string()),
+        })
     }
 }
 
@@ -299,14 +297,18 @@ mod tests {
     fn a_recorded_data_set_wins_and_a_contradiction_is_refused() {
         let coarse = Dataset::Cifar100 { labels: Labels::Coarse };
         let none = DatasetChoice::default();
-        assert_eq!(none.resolve(Some(coarse)).unwrap(), coarse);
-        assert_eq!(none.resolve(None).unwrap(), Dataset::Cifar10);
+        let at = std::path::Path::new("c.safetensors");
+        assert_eq!(none.resolve(Some(coarse), at).unwrap(), coarse);
+        assert_eq!(none.resolve(None, at).unwrap(), Dataset::Cifar10);
         let same = DatasetChoice { name: Some(DatasetName::Cifar100), labels: None };
-        assert_eq!(same.resolve(Some(coarse)).unwrap(), coarse);
+        assert_eq!(same.resolve(Some(coarse), at).unwrap(), coarse);
         let other = DatasetChoice { name: None, labels: Some(Labels::Fine) };
-        let e = other.resolve(Some(coarse)).unwrap_err().to_string();
-        assert!(e.contains("trained on CIFAR-100 (coarse labels), not as --labels fine asks"), "{e}");
-        let e = DatasetChoice::from(Dataset::Cifar10).resolve(Some(coarse)).unwrap_err().to_string();
-        assert!(e.contains("--dataset cifar10"), "{e}");
+        let e = other.resolve(Some(coarse), at).unwrap_err().to_string();
+        assert!(e.contains("c.safetensors: trained on CIFAR-100 (coarse labels), not on the fine labels"), "{e}");
+        let e = DatasetChoice::from(Dataset::Cifar10).resolve(Some(coarse), at).unwrap_err();
+        let asked = (Some("cifar10"), None);
+        assert!(
+            matches!(&e, Error::DatasetMismatch { name, labels, .. } if (name.as_deref(), labels.as_deref()) == asked)
+        );
     }
 }

@@ -139,16 +139,19 @@ impl DataSource {
         if self.dir.is_dir() {
             return Ok(());
         }
+        Err(self.missing(&self.dir, true))
+    }
+
+    /// The error for `path`, the data directory (`whole_dir`) or a file in it, missing.
+    fn missing(&self, path: &std::path::Path, whole_dir: bool) -> Error {
         let d = self.dataset;
-        Err(Error::data(
-            &self.dir,
-            format!(
-                "no such data directory: run {} to fetch {}, or point --data-dir at an unpacked {}/",
-                d.download_command(),
-                d.title(),
-                d.dir_name()
-            ),
-        ))
+        Error::MissingData {
+            path: path.to_path_buf(),
+            dataset: d.title(),
+            download: d.download_command(),
+            unpacked: d.dir_name(),
+            whole_dir,
+        }
     }
 
     /// Reads a file of the data set whole (a regular file only: a FIFO or a device is
@@ -156,13 +159,7 @@ impl DataSource {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.dir.join(name);
         crate::files::read_regular(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::data(
-                &path,
-                format!(
-                    "missing: the data directory is incomplete; run {} (or pass --data-dir)",
-                    self.dataset.download_command()
-                ),
-            ),
+            std::io::ErrorKind::NotFound => self.missing(&path, false),
             _ => Error::io(&path, e),
         })
     }

@@ -28,10 +28,7 @@ impl RunReport {
     /// Reads the run in `dir`; a directory that holds no run is an error saying so.
     pub fn read(dir: &Path) -> Result<Self> {
         if !dir.join("config.json").exists() || !dir.join("metrics.csv").exists() {
-            return Err(Error::Config(format!(
-                "{}: not a run directory (no config.json and metrics.csv) nor a study (no grid.json)",
-                dir.display()
-            )));
+            return Err(Error::NotARun { dir: dir.to_path_buf() });
         }
         let config = RunFile::read(dir)?;
         // metrics.csv, read once, with the run's name (`resnet-56/seed-1` in a study).

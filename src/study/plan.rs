@@ -113,7 +113,7 @@ struct FlagSpec {
 
 /// What a `grid.json` holds: a grid, or the plan of an earlier version.
 enum Saved {
-    Typed(Grid),
+    Typed(Box<Grid>),
     Flags(FlagSpec),
 }
 
@@ -167,24 +167,16 @@ impl Grid {
         let saved = if path.exists() { Some(Grid::read(dir)?) } else { None };
         match saved {
             Some(Saved::Typed(saved)) if saved.spec != grid.spec => {
-                return Err(Error::Config(format!(
-                    "{} holds another plan ({}): use another --out, or rerun with the same flags",
-                    path.display(),
-                    describe_difference(&saved.spec, &grid.spec)
-                )));
+                let difference = describe_difference(&saved.spec, &grid.spec);
+                return Err(Error::PlanMismatch { path, difference });
             }
             Some(Saved::Typed(_)) => {}
             Some(Saved::Flags(old)) => {
                 let (depths, archs, seeds) = (&grid.spec.depths, &grid.spec.archs, &grid.spec.seeds);
                 if (&old.depths, &old.archs, &old.seeds) != (depths, archs, seeds) {
-                    return Err(Error::Config(format!(
-                        "{} holds another plan (depths {:?}, archs {:?}, seeds {:?}): use another --out, or rerun \
-                         with the same flags",
-                        path.display(),
-                        old.depths,
-                        old.archs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        old.seeds
-                    )));
+                    let archs: Vec<String> = old.archs.iter().map(ToString::to_string).collect();
+                    let difference = format!("depths {:?}, archs {archs:?}, seeds {:?}", old.depths, old.seeds);
+                    return Err(Error::PlanMismatch { path, difference });
                 }
                 grid.write_plan()?;
             }
@@ -212,12 +204,8 @@ impl Grid {
     /// Reads the grid planned in `dir`.
     pub fn open(dir: &Path) -> Result<Grid> {
         match Grid::read(dir)? {
-            Saved::Typed(grid) => Ok(grid),
-            Saved::Flags(_) => Err(Error::Config(format!(
-                "{}: this grid.json was written by an earlier version (its settings as flags): rerun the study \
-                 command that planned it, with the same flags, to bring it up to date (nothing is retrained)",
-                dir.join("grid.json").display()
-            ))),
+            Saved::Typed(grid) => Ok(*grid),
+            Saved::Flags(_) => Err(Error::OldGrid { path: dir.join("grid.json") }),
         }
     }
 
@@ -225,10 +213,7 @@ impl Grid {
     fn read(dir: &Path) -> Result<Saved> {
         let path = dir.join("grid.json");
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Config(format!(
-                "{}: no grid here (no grid.json): plan one with --depths/--archs/--seeds",
-                dir.display()
-            )),
+            std::io::ErrorKind::NotFound => Error::NoGrid { dir: dir.to_path_buf() },
             _ => Error::io(&path, e),
         })?;
         let not_a_grid =
@@ -239,7 +224,7 @@ impl Grid {
             return Ok(Saved::Flags(old.spec));
         }
         let file: GridFile = serde_json::from_value(value).map_err(not_a_grid)?;
-        Ok(Saved::Typed(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells }))
+        Ok(Saved::Typed(Box::new(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells })))
     }
 
     /// The cell's run directory.
@@ -279,11 +264,8 @@ impl Grid {
         }
         let saved = crate::train::config::config_from_run(&dir)?;
         let planned = self.config(cell, &Exec::default())?;
-        if let Some(diff) = saved.experiment().difference(&planned.experiment()) {
-            return Err(Error::Config(format!(
-                "{} holds a run with other settings ({diff}): use another --out, or delete it to train it again",
-                dir.display()
-            )));
+        if let Some(difference) = saved.experiment().difference(&planned.experiment()) {
+            return Err(Error::CellMismatch { dir, difference });
         }
         let epochs_done = match crate::metrics::read(&dir.join("metrics.csv")) {
             Ok(rows) => rows.len(),
@@ -456,8 +438,8 @@ pub(crate) mod tests {
         let old = r#"{"tool":"resnet-cifar 0.1.0","spec":{"depths":[20],"archs":["plain","resnet"],"seeds":[0],
             "train_flags":["--epochs","2"]},"cells":[]}"#;
         std::fs::write(tmp.path().join("grid.json"), old).unwrap();
-        let e = Grid::open(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains("earlier version") && e.contains("rerun the study command"), "{e}");
+        let e = Grid::open(tmp.path()).unwrap_err();
+        assert!(matches!(e, Error::OldGrid { .. }), "{e}");
         let other = spec(vec![20, 56], vec![Arch::Plain, Arch::Resnet], vec![0], &template(2));
         assert!(Grid::plan(tmp.path(), other).unwrap_err().to_string().contains("another plan"));
         let same = spec(vec![20], vec![Arch::Plain, Arch::Resnet], vec![0], &template(2));

@@ -65,7 +65,7 @@ pub fn lock(dir: &Path) -> Result<RunLock> {
         let mut lock = RunLock { file, created: created.then(|| path.clone()) };
         match lock.file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(in_use(dir)),
+            Err(TryLockError::WouldBlock) => return Err(in_use(dir, &lock.file)),
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         if still_there(&lock.file, &path).map_err(|e| Error::io(&path, e))? {
@@ -94,18 +94,30 @@ pub fn contents(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The error for a directory whose lock another process holds.
-fn in_use(dir: &Path) -> Error {
-    Error::Config(format!(
-        "{} is in use: another train, --resume or study cell holds its lock; wait for it to finish, or use another \
-         --out",
-        dir.display()
-    ))
+/// The error for a directory whose lock (open as `file`) another process holds.
+fn in_use(dir: &Path, file: &File) -> Error {
+    Error::RunInUse { dir: dir.to_path_buf(), pid: file.metadata().ok().and_then(|m| lock_holder(&m)) }
 }
 
-/// Whether another process holds the lock of `dir` (found without creating anything).
-fn held_elsewhere(dir: &Path) -> bool {
-    File::open(dir.join(LOCK_FILE)).is_ok_and(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+/// The process that holds a `flock` on the file of `meta`, as Linux lists it in
+/// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`: the pid, then the
+/// device as major:minor in hex and the inode). `None` where the system does not say.
+fn lock_holder(meta: &std::fs::Metadata) -> Option<u32> {
+    let file = format!("{:02x}:{:02x}:{}", libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A process waiting for a lock is listed as `1: -> FLOCK …`: not the holder.
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, at, ..] if *at == file => pid.parse().ok().filter(|p| *p > 0),
+            _ => None,
+        }
+    })
+}
+
+/// The lock of `dir` when another process holds it (found without creating anything).
+fn held_elsewhere(dir: &Path) -> Option<File> {
+    File::open(dir.join(LOCK_FILE)).ok().filter(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
 }
 
 /// Refuses `dir` for a new run unless it is missing or empty (a lock file aside), naming
@@ -113,16 +125,10 @@ fn held_elsewhere(dir: &Path) -> bool {
 fn refuse_non_empty(dir: &Path) -> Result<()> {
     let found = contents(dir)?;
     if !found.is_empty() {
-        if held_elsewhere(dir) {
-            return Err(in_use(dir));
+        if let Some(file) = held_elsewhere(dir) {
+            return Err(in_use(dir, &file));
         }
-        let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
-        let more = if found.len() > 5 { format!(" and {} more", found.len() - 5) } else { String::new() };
-        return Err(Error::Config(format!(
-            "{} is not empty and holds no run (found {}{more}): choose another --out, or empty it",
-            dir.display(),
-            shown.join(", ")
-        )));
+        return Err(Error::DirNotEmpty { dir: dir.to_path_buf(), found });
     }
     Ok(())
 }
@@ -160,11 +166,7 @@ fn remove_dirs(dir: &Path, top: Option<PathBuf>) {
 /// process may have written meanwhile), undoing what this call made.
 pub fn claim_new(dir: &Path) -> Result<RunLock> {
     if dir.join("metrics.csv").exists() {
-        return Err(Error::Config(format!(
-            "{} already holds a run (metrics.csv exists): continue it with `train --resume {0}`, choose another --out, \
-             or delete it to start over",
-            dir.display()
-        )));
+        return Err(Error::RunExists { dir: dir.to_path_buf() });
     }
     refuse_non_empty(dir)?;
     let made = create_dirs(dir)?;
@@ -183,8 +185,11 @@ mod tests {
     fn a_second_lock_on_the_same_directory_is_refused_until_the_first_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let first = lock(tmp.path()).unwrap();
-        let e = lock(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains("is in use"), "{e}");
+        let e = lock(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("is in use"), "{e}");
+        // Linux names the holder (here this process) in /proc/locks.
+        let named = std::path::Path::new("/proc/locks").exists().then_some(std::process::id());
+        assert!(matches!(e, Error::RunInUse { pid, .. } if pid == named), "{e:?}");
         drop(first);
         lock(tmp.path()).unwrap();
     }
@@ -201,7 +206,7 @@ mod tests {
         assert!(e.contains("not empty") && e.contains("config.json, notes.txt"), "{e}");
         assert_eq!(std::fs::read_to_string(fresh.join("notes.txt")).unwrap(), "mine");
         std::fs::write(fresh.join("metrics.csv"), "epoch\n").unwrap();
-        assert!(claim_new(&fresh).unwrap_err().to_string().contains("--resume"));
+        assert!(matches!(claim_new(&fresh).unwrap_err(), Error::RunExists { dir } if dir == fresh));
     }
 
     #[test]

@@ -21,18 +21,18 @@ use crate::error::{Error, Result};
 use crate::native::{self, CudaGraph};
 use crate::optim::Sgd;
 
-/// `--cuda-graphs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum CudaGraphs {
-    /// On with a CUDA device, off elsewhere.
-    #[default]
-    Auto,
-    /// On; an error without a CUDA device or in a build without CUDA graphs.
-    On,
-    Off,
+crate::text::value_enum! {
+    /// `--cuda-graphs`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum CudaGraphs: "CUDA graphs setting" {
+        /// On with a CUDA device, off elsewhere.
+        #[default]
+        Auto => "auto",
+        /// On; an error without a CUDA device or in a build without CUDA graphs.
+        On => "on",
+        Off => "off",
+    }
 }
-
-crate::text::value_enum_text!(CudaGraphs, "--cuda-graphs setting");
 
 /// Eager steps on the side stream before capture.
 pub const WARMUP_STEPS: u32 = 3;
@@ -71,11 +71,11 @@ pub fn decide(setting: CudaGraphs, device: Device, log_grad_norms: bool) -> Resu
         d => Some(format!("CUDA graphs need a CUDA device, not {}", crate::device::device_name(d))),
     };
     match (setting, unavailable) {
-        (CudaGraphs::Off, _) => Ok(Some("--cuda-graphs off".into())),
-        (CudaGraphs::On, Some(why)) => Err(Error::Config(format!("--cuda-graphs on: {why}; use --cuda-graphs auto"))),
+        (CudaGraphs::Off, _) => Ok(Some("CUDA graphs are turned off".into())),
+        (CudaGraphs::On, Some(why)) => Err(Error::CudaGraphsUnavailable { why }),
         (CudaGraphs::Auto, Some(why)) => Ok(Some(why)),
         (_, None) if log_grad_norms => {
-            Ok(Some("--log-grad-norms reads activation gradients each step, which a graph cannot".into()))
+            Ok(Some("logging gradient norms reads activation gradients each step, which a graph cannot".into()))
         }
         (_, None) => Ok(None),
     }
@@ -167,13 +167,13 @@ mod tests {
 
     #[test]
     fn the_cpu_steps_eagerly_and_refuses_on() {
-        assert_eq!(decide(CudaGraphs::Off, Device::Cuda(0), false).unwrap().unwrap(), "--cuda-graphs off");
+        assert_eq!(decide(CudaGraphs::Off, Device::Cuda(0), false).unwrap().unwrap(), "CUDA graphs are turned off");
         assert!(decide(CudaGraphs::Auto, Device::Cpu, false).unwrap().unwrap().contains("need a CUDA device"));
-        let e = decide(CudaGraphs::On, Device::Cpu, false).unwrap_err().to_string();
-        assert!(e.starts_with("--cuda-graphs on: CUDA graphs need a CUDA device"), "{e}");
+        let e = decide(CudaGraphs::On, Device::Cpu, false).unwrap_err();
+        assert!(matches!(&e, Error::CudaGraphsUnavailable { why } if why.contains("need a CUDA device")), "{e:?}");
         if native::has_cuda_graphs() {
             assert_eq!(decide(CudaGraphs::Auto, Device::Cuda(0), false).unwrap(), None);
-            assert!(decide(CudaGraphs::On, Device::Cuda(0), true).unwrap().unwrap().contains("--log-grad-norms"));
+            assert!(decide(CudaGraphs::On, Device::Cuda(0), true).unwrap().unwrap().contains("gradient norms"));
         }
         assert!(!Stepper::new(CudaGraphs::Auto, Device::Cpu, false, true).unwrap().graphed());
     }

@@ -119,12 +119,7 @@ pub fn resume(dir: &Path, overrides: ResumeOverrides, quiet: bool) -> Result<Run
     let _lock = claim::lock(dir)?;
     let last = dir.join("last.safetensors");
     if !last.exists() {
-        return Err(Error::Config(format!(
-            "{} has no last.safetensors: there is no checkpoint to continue from; start over with \
-             `train --out ANOTHER_DIR`, or delete {} and train again",
-            dir.display(),
-            dir.display()
-        )));
+        return Err(Error::NoCheckpoint { dir: dir.to_path_buf() });
     }
     cfg.machine.threads = overrides.threads.or(cfg.machine.threads);
     cfg.machine.device = overrides.device.unwrap_or(cfg.machine.device);
@@ -411,11 +406,7 @@ impl<'a> Trainer<'a> {
                 let last = step.loss.double_value(&[]);
                 let l = if last.is_finite() { sums.loss.double_value(&[]) } else { last };
                 if !l.is_finite() {
-                    return Err(Error::Diverged(format!(
-                        "the loss became {l} at iteration {} (lr {lr}): training diverged; the last checkpoint is \
-                         intact; lower --lr or add --warmup-iters",
-                        p.iteration
-                    )));
+                    return Err(Error::Diverged { iteration: p.iteration, lr, what: format!("the loss became {l}") });
                 }
                 let err = 100.0 * sums.wrong.int64_value(&[]) as f64 / p.seen as f64;
                 let ips = p.seen as f64 / (seconds_before + started.elapsed().as_secs_f64());
@@ -483,15 +474,15 @@ impl<'a> Trainer<'a> {
     fn checkpoint(&self, kind: CheckpointKind) -> Result<()> {
         let name = kind.file_name();
         let p = &self.progress;
+        let lr = self.schedule.lr_at((p.iteration - 1).max(0));
         if !all_finite(&self.vs) {
-            return Err(Error::Diverged(format!(
-                "the model became non-finite at iteration {} (lr {}): training diverged; {name} was not \
-                 overwritten and the last checkpoint is intact; lower --lr or add --warmup-iters",
-                p.iteration,
-                self.schedule.lr_at((p.iteration - 1).max(0))
-            )));
+            return Err(Error::Diverged {
+                iteration: p.iteration,
+                lr,
+                what: format!("the model became non-finite ({name} was not overwritten)"),
+            });
         }
-        let mut metadata = resume::progress_metadata(p)?;
+        let mut metadata = resume::progress_metadata(p, lr)?;
         metadata.extend(checkpoint::dataset_metadata(self.cfg.data.dataset, &self.classes));
         let tensors = match kind {
             CheckpointKind::Last => self.opt.state_tensors(),

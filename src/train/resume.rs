@@ -38,16 +38,17 @@ impl Progress {
     }
 }
 
-/// The checkpoint metadata of `p`. Every number must be finite: JSON has no NaN (it would
-/// be written as `null` and not read back), and a non-finite sum means a diverged run,
-/// which is never checkpointed.
-pub fn progress_metadata(p: &Progress) -> Result<HashMap<String, String>> {
+/// The checkpoint metadata of `p`, trained at learning rate `lr`. Every number must be
+/// finite: JSON has no NaN (it would be written as `null` and not read back), and a
+/// non-finite sum means a diverged run, which is never checkpointed.
+pub fn progress_metadata(p: &Progress, lr: f64) -> Result<HashMap<String, String>> {
     let sums = [p.loss_sum, p.train_seconds].into_iter().chain(p.norm_sums.iter().copied());
     if let Some(bad) = sums.chain(p.best_val).find(|v| !v.is_finite()) {
-        return Err(Error::Diverged(format!(
-            "the training state holds {bad} at iteration {}: not checkpointed; the last checkpoint is intact",
-            p.iteration
-        )));
+        return Err(Error::Diverged {
+            iteration: p.iteration,
+            lr,
+            what: format!("the training state holds {bad} (not checkpointed)"),
+        });
     }
     Ok(HashMap::from([
         (STATE_KEY.to_string(), serde_json::to_string(p).expect("progress serialises")),
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn a_non_finite_sum_is_never_written() {
         let ok = Progress { epoch: 1, iteration: 7, loss_sum: 3.5, norm_sums: vec![1.0], ..Default::default() };
-        let meta = progress_metadata(&ok).unwrap();
+        let meta = progress_metadata(&ok, 0.1).unwrap();
         let back: Progress = serde_json::from_str(&meta[STATE_KEY]).unwrap();
         assert_eq!(back, ok);
         for bad in [
@@ -174,7 +175,9 @@ mod tests {
             Progress { norm_sums: vec![f64::NAN], ..ok.clone() },
             Progress { best_val: Some(f64::NAN), ..ok.clone() },
         ] {
-            let e = progress_metadata(&bad).unwrap_err().to_string();
+            let e = progress_metadata(&bad, 0.1).unwrap_err();
+            assert!(matches!(e, Error::Diverged { iteration: 7, lr: 0.1, .. }), "{e:?}");
+            let e = e.to_string();
             assert!(e.contains("not checkpointed") && e.contains("iteration 7"), "{e}");
         }
     }

@@ -11,18 +11,22 @@ use crate::error::{Error, Result};
 
 use crate::viz::figure::{check_size, line_chart, Line, Panel, Target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum XAxis {
-    #[default]
-    Iterations,
-    Epochs,
+crate::text::value_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum XAxis: "x axis" {
+        #[default]
+        Iterations => "iterations",
+        Epochs => "epochs",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Metric {
-    #[default]
-    Error,
-    Loss,
+crate::text::value_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Metric: "metric" {
+        #[default]
+        Error => "error",
+        Loss => "loss",
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -93,9 +93,7 @@ impl RunFile {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let bytes = crate::files::read_regular(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Config(format!("{}: no run to resume here (no config.json)", dir.display()))
-            }
+            std::io::ErrorKind::NotFound => Error::NoRun { dir: dir.to_path_buf() },
             _ => Error::io(&path, e),
         })?;
         let text = std::str::from_utf8(&bytes).map_err(|_| Error::data(&path, "not UTF-8 text: not a config.json"))?;
@@ -276,7 +274,8 @@ mod tests {
             f(&mut bad);
             bad.check().unwrap_err()
         };
-        let cases: [(fn(&mut RunFile), &str); 11] = [
+        type Edit = fn(&mut RunFile);
+        let cases: [(Edit, &str); 11] = [
             (|f| f.schedule.lr = -0.1, "field `schedule.lr` is -0.1"),
             (|f| f.schedule.lr = f64::NAN, "field `schedule.lr` is NaN"),
             (|f| f.schedule.batch_size = 0, "field `schedule.batch_size` is 0"),

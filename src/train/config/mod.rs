@@ -403,7 +403,8 @@ mod tests {
             f(&mut c);
             c.check().unwrap_err().to_string()
         };
-        let cases: [(fn(&mut TrainConfig), &str); 8] = [
+        type Edit = fn(&mut TrainConfig);
+        let cases: [(Edit, &str); 8] = [
             (|c| c.schedule.batch_size = 0, "`schedule.batch_size` is 0: must be at least 1"),
             (|c| c.schedule.lr = -0.1, "`schedule.lr` is -0.1"),
             (|c| c.schedule.lr = f64::NAN, "`schedule.lr` is NaN"),
