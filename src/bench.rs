@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::augment::Augmenter;
 use crate::data::{DataSource, Part, Split};
-use crate::error::{Error, Result};
+use crate::error::{BadSetting, Error, Result};
 use crate::evaluate::evaluate;
 use crate::model::{Compute, Layout, ResNet, ResNetConfig};
 use crate::native::OpCounter;
@@ -20,7 +20,7 @@ use crate::optim::Sgd;
 use crate::schedule::LrSchedule;
 use crate::train::graph::{decide, CudaGraphs, Stepper};
 use crate::train::resume::Progress;
-use crate::train::{train_step_phased, DeviceSums, Phase, StepContext};
+use crate::train::{train_step_phased, DeviceSums, Phase, Step, StepContext};
 
 crate::text::value_enum! {
     /// What to time.
@@ -135,8 +135,17 @@ fn synchronize(device: Device) {
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     crate::memory::check_fits(&cfg.model)?;
     cfg.data.dataset.check_classes(cfg.model.num_classes)?;
-    if cfg.batch_size < 1 || cfg.iters < 1 || cfg.warmup < 0 {
-        return Err(Error::Config("--batch-size and --iters must be at least 1, --warmup at least 0".into()));
+    let bad = |path, value: i64, want: &str| {
+        Err(Error::Setting(BadSetting { path, value: value.to_string(), want: want.into() }))
+    };
+    if cfg.batch_size < 1 {
+        return bad("batch_size", cfg.batch_size, "must be at least 1");
+    }
+    if cfg.iters < 1 {
+        return bad("iters", cfg.iters, "must be at least 1");
+    }
+    if cfg.warmup < 0 {
+        return bad("warmup", cfg.warmup, "must be at least 0");
     }
     if let Device::Cuda(_) = cfg.device {
         tch::Cuda::cudnn_set_benchmark(true);
@@ -144,7 +153,8 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     tch::manual_seed(0);
     let t = Instant::now();
     if cfg.count_ops && cfg.mode != BenchMode::Train {
-        return Err(Error::Config("counting ATen calls needs --mode train".into()));
+        let want = "counting ATen calls (count_ops) needs the training step".to_string();
+        return Err(Error::Setting(BadSetting { path: "mode", value: cfg.mode.to_string(), want }));
     }
     let (images, seconds, phases, ops, load_seconds) = match cfg.mode {
         BenchMode::Train => {
@@ -203,7 +213,8 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
     let n = train.len();
     let b = cfg.batch_size;
     if b > n {
-        return Err(Error::Config(format!("--batch-size {b} is larger than the training set ({n} images)")));
+        let want = format!("larger than the training set ({n} images)");
+        return Err(Error::Setting(BadSetting { path: "batch_size", value: b.to_string(), want }));
     }
     let normalizer = Normalizer::fit(Normalization::PixelMean, &data.images).to_device(cfg.device);
     let (vs, model) = build_model(cfg)?;
@@ -236,7 +247,6 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
                 counter = Some(OpCounter::start(cfg.list_ops)?);
             }
         }
-        let mut mark = Instant::now();
         let index = perm.narrow(0, (i % batches_per_epoch) * b, b);
         let lr = schedule.lr_at(i);
         if stepper.graphed() || !(cfg.profile || counter.is_some()) {
@@ -246,30 +256,11 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
             last_loss = step.loss;
             continue;
         }
-        let (images, labels) = train.select(&index);
-        let step = if let Some(c) = &counter {
-            c.phase(DATA);
-            let mut done = |phase: Phase| match phase {
-                Phase::Data => c.phase(FORWARD_BACKWARD),
-                Phase::Forward => {}
-                Phase::Backward => c.phase(OPTIMIZER),
-                Phase::Optimizer => c.phase(OTHER),
-            };
-            train_step_phased(&ctx, &mut opt, (&images, &labels), lr, &mut done)
-        } else {
-            let mut done = |phase: Phase| {
-                synchronize(cfg.device);
-                let seconds = mark.elapsed().as_secs_f64();
-                mark = Instant::now();
-                *match phase {
-                    Phase::Data => &mut phases.data,
-                    Phase::Forward => &mut phases.forward,
-                    Phase::Backward => &mut phases.backward,
-                    Phase::Optimizer => &mut phases.optimizer,
-                } += seconds;
-            };
-            train_step_phased(&ctx, &mut opt, (&images, &labels), lr, &mut done)
+        let measure = match &counter {
+            Some(c) => Measure::Count(c),
+            None => Measure::Time(&mut phases),
         };
+        let (step, labels) = phased_step(&ctx, &mut opt, (&train, &index), lr, measure);
         sums.add(&step, &labels, b);
         last_loss = step.loss;
     }
@@ -280,6 +271,54 @@ fn bench_train(cfg: &BenchConfig, data: &Split) -> Result<TrainMeasure> {
         return Err(Error::NotFinite { what: format!("the benchmark's loss became {loss}") });
     }
     Ok((cfg.iters * b, seconds, cfg.profile.then_some(phases), ops))
+}
+
+/// How [`phased_step`] measures the phases of a step.
+enum Measure<'m> {
+    /// ATen calls per phase.
+    Count(&'m OpCounter),
+    /// Seconds per phase, with a device sync at each boundary (`--profile`).
+    Time(&'m mut PhaseSeconds),
+}
+
+/// One eager step on the batch `index` of `train`, its phases measured as `measure` says.
+fn phased_step(
+    ctx: &StepContext,
+    opt: &mut Sgd,
+    (train, index): (&Split, &Tensor),
+    lr: f64,
+    measure: Measure,
+) -> (Step, Tensor) {
+    let mut mark = Instant::now();
+    let (images, labels) = train.select(index);
+    let step = match measure {
+        Measure::Count(c) => {
+            c.phase(DATA);
+            let mut done = |phase: Phase| match phase {
+                Phase::Data => c.phase(FORWARD_BACKWARD),
+                Phase::Forward => {}
+                Phase::Backward => c.phase(OPTIMIZER),
+                Phase::Optimizer => c.phase(OTHER),
+            };
+            train_step_phased(ctx, opt, (&images, &labels), lr, &mut done)
+        }
+        Measure::Time(phases) => {
+            let device = images.device();
+            let mut done = |phase: Phase| {
+                synchronize(device);
+                let seconds = mark.elapsed().as_secs_f64();
+                mark = Instant::now();
+                *match phase {
+                    Phase::Data => &mut phases.data,
+                    Phase::Forward => &mut phases.forward,
+                    Phase::Backward => &mut phases.backward,
+                    Phase::Optimizer => &mut phases.optimizer,
+                } += seconds;
+            };
+            train_step_phased(ctx, opt, (&images, &labels), lr, &mut done)
+        }
+    };
+    (step, labels)
 }
 
 /// `--count-ops` as a table (`--list-ops`: with the calls by operator name).

@@ -87,7 +87,7 @@ pub fn text(ctx: &ReportContext, e: &Evaluation) -> String {
     }
     if ctx.classes.len() > TEXT_CONFUSION_MAX {
         let n = ctx.classes.len();
-        let _ = writeln!(s, "confusion matrix: {n}×{n}, in the output of --json");
+        let _ = writeln!(s, "confusion matrix: {n}×{n}, in the JSON output");
         return s;
     }
     let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");

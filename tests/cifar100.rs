@@ -205,7 +205,7 @@ fn fine_labels_end_to_end_train_eval_top5_and_predict_a_fine_class() {
         "{text}"
     );
     assert!(
-        text.contains("  fine_class_42 ") && text.contains("confusion matrix: 100×100, in the output of --json"),
+        text.contains("  fine_class_42 ") && text.contains("confusion matrix: 100×100, in the JSON output"),
         "{text}"
     );
     one_line_error(
@@ -275,7 +275,7 @@ fn every_command_that_reads_data_takes_cifar100() {
     let v = json(&stdout_of(&[&bench[..], &common].concat()));
     assert_eq!(v["images"], 10_000);
     let bench = ["bench", "--dataset", "cifar100", "--num-classes", "10", "--depth", "8"];
-    one_line_error(&[&bench[..], &common].concat(), "--num-classes 10 does not fit CIFAR-100 (fine labels)");
+    one_line_error(&[&bench[..], &common].concat(), "--num-classes 10: does not fit CIFAR-100 (fine labels)");
     one_line_error(
         &[&flow[..], &common, &["--weights", &best, "--dataset", "cifar10", "-o", &out("x.csv")]].concat(),
         "not as --dataset cifar10 asks",
@@ -288,7 +288,7 @@ fn conflicting_flags_are_refused_with_one_line() {
     let train = ["train", "--dataset", "cifar100", "--data-dir", &data, "--device", "cpu"];
     one_line_error(
         &[&train[..], &["--num-classes", "10"]].concat(),
-        "--num-classes 10 does not fit CIFAR-100 (fine labels), which has 100 classes",
+        "--num-classes 10: does not fit CIFAR-100 (fine labels), which has 100 classes",
     );
     one_line_error(&[&train[..], &["--labels", "coarse", "--num-classes", "100"]].concat(), "which has 20 classes");
     one_line_error(&["train", "--dataset", "cifar10", "--labels", "fine"], "--labels fine is for CIFAR-100");

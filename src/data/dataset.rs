@@ -205,11 +205,14 @@ impl Dataset {
         if num_classes == self.num_classes() {
             return Ok(());
         }
-        Err(Error::Config(format!(
-            "--num-classes {num_classes} does not fit {self}, which has {} classes: leave --num-classes out \
-             (the data set decides it)",
-            self.num_classes()
-        )))
+        Err(Error::Setting(crate::error::BadSetting {
+            path: "model.num_classes",
+            value: num_classes.to_string(),
+            want: format!(
+                "does not fit {self}, which has {} classes: leave it out (the data set decides it)",
+                self.num_classes()
+            ),
+        }))
     }
 }
 

@@ -254,10 +254,11 @@ impl RunData {
         let train = data.train.take(limit_train);
         let val_split = i64::try_from(val_split).unwrap_or(i64::MAX);
         if val_split >= train.len() {
-            return Err(Error::Config(format!(
-                "--val-split {val_split} leaves no training images out of {}: use a smaller split",
-                train.len()
-            )));
+            return Err(Error::Setting(crate::error::BadSetting {
+                path: "data.val_split",
+                value: val_split.to_string(),
+                want: format!("leaves no training images out of {}: use a smaller split", train.len()),
+            }));
         }
         let (train, val) = if val_split > 0 {
             let keep = train.len() - val_split;

@@ -131,16 +131,20 @@ impl ResNetConfig {
     pub fn blocks_per_stage(&self) -> Result<i64> {
         let block = self.block();
         if block == BlockKind::Bottleneck && self.arch != Arch::Preact {
-            return Err(Error::Config(format!(
-                "--block bottleneck is for --arch preact (the 2016 pre-activation networks); {} nets have basic blocks",
-                self.arch
-            )));
+            return Err(Error::Setting(crate::error::BadSetting {
+                path: "model.block",
+                value: block.to_string(),
+                want: format!(
+                    "bottleneck blocks are for the 2016 pre-activation networks (preact); {} nets have basic blocks",
+                    self.arch
+                ),
+            }));
         }
         let per_block = 3 * block.layers();
         if self.depth < per_block + 2 || (self.depth - 2) % per_block != 0 {
             let (form, examples) = match block {
                 BlockKind::Basic => ("6n+2", "20, 32, 44, 56, 110, 1202 or another 6n+2"),
-                BlockKind::Bottleneck => ("9n+2", "164, 1001 or another 9n+2, or --block basic"),
+                BlockKind::Bottleneck => ("9n+2", "164, 1001 or another 9n+2, or basic blocks"),
             };
             return Err(Error::Config(format!(
                 "depth {} is not {form} with n ≥ 1 for {block} blocks: use {examples}",

@@ -257,19 +257,11 @@ impl<'a> Trainer<'a> {
                 data.dataset, cfg.data.dataset
             )));
         }
-        if let Some(t) = cfg.machine.threads {
-            tch::set_num_threads(t);
-        }
-        let stop = if cfg.machine.handle_signals { Some(signals::StopFlag::install()?) } else { None };
+        let stop = prepare_machine(cfg)?;
         tch::manual_seed(cfg.seed);
         let split = RunData::new(data, cfg.data.limit_train, cfg.data.limit_test, cfg.data.val_split)?;
         cfg.validate_with(&split)?;
         let dev = cfg.machine.device;
-        if let Device::Cuda(_) = dev {
-            // Fixed shapes: let cuDNN time its algorithms once and keep the fastest, unless
-            // the run must be repeatable to the bit.
-            crate::native::set_cudnn_deterministic(cfg.machine.deterministic);
-        }
         let stepper = graph::Stepper::new(cfg.machine.cuda_graphs, dev, cfg.output.log_grad_norms, cfg.machine.quiet)?;
         if let Some(ckpt) = saved {
             ckpt.check_fits(&cfg.model)?;
@@ -279,17 +271,7 @@ impl<'a> Trainer<'a> {
         let parameters = parameter_count(&vs);
         let mut opt = Sgd::new(&vs, cfg.schedule.momentum, cfg.schedule.weight_decay);
         let (normalizer, progress) = match saved {
-            Some(ckpt) => {
-                ckpt.load_into(&mut vs)?;
-                opt.load_state(ckpt)?;
-                let n =
-                    ckpt.normalizer()?.ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
-                check_agrees(ckpt, "normalization", &n.kind, &cfg.data.normalization)?;
-                if let Some(d) = ckpt.dataset()? {
-                    check_agrees(ckpt, "dataset", &d, &cfg.data.dataset)?;
-                }
-                (n.to_device(dev), resume::progress_of(ckpt)?)
-            }
+            Some(ckpt) => restore(ckpt, cfg, &mut vs, &mut opt)?,
             None => (Normalizer::fit(cfg.data.normalization, &split.train.images).to_device(dev), Progress::default()),
         };
         let train = split.train.to_device(dev);
@@ -494,6 +476,38 @@ impl<'a> Trainer<'a> {
 }
 
 /// A resumed checkpoint must record what the run's `config.json` says (`what`).
+/// Sets up the process for `cfg`'s machine: libtorch's threads, cuDNN's algorithm choice,
+/// and (when asked for) the signal handler that stops at a checkpoint.
+fn prepare_machine(cfg: &TrainConfig) -> Result<Option<signals::StopFlag>> {
+    if let Some(t) = cfg.machine.threads {
+        tch::set_num_threads(t);
+    }
+    if let Device::Cuda(_) = cfg.machine.device {
+        // Fixed shapes: let cuDNN time its algorithms once and keep the fastest, unless
+        // the run must be repeatable to the bit.
+        crate::native::set_cudnn_deterministic(cfg.machine.deterministic);
+    }
+    Ok(if cfg.machine.handle_signals { Some(signals::StopFlag::install()?) } else { None })
+}
+
+/// Loads the weights and momentum of the run `ckpt` continues into `vs` and `opt`, and
+/// returns its normalization (on the run's device) and progress, each checked against `cfg`.
+fn restore(
+    ckpt: &checkpoint::Checkpoint,
+    cfg: &TrainConfig,
+    vs: &mut VarStore,
+    opt: &mut Sgd,
+) -> Result<(Normalizer, Progress)> {
+    ckpt.load_into(vs)?;
+    opt.load_state(ckpt)?;
+    let n = ckpt.normalizer()?.ok_or_else(|| Error::checkpoint(&ckpt.path, "no normalization statistics"))?;
+    check_agrees(ckpt, "normalization", &n.kind, &cfg.data.normalization)?;
+    if let Some(d) = ckpt.dataset()? {
+        check_agrees(ckpt, "dataset", &d, &cfg.data.dataset)?;
+    }
+    Ok((n.to_device(cfg.machine.device), resume::progress_of(ckpt)?))
+}
+
 fn check_agrees<T: PartialEq + std::fmt::Display>(
     ckpt: &checkpoint::Checkpoint,
     what: &str,

@@ -120,6 +120,9 @@ fn register_fonts() -> Result<()> {
     }
 }
 
+/// What drawing on `DB` fails with.
+type DrawError<DB> = DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>;
+
 pub(crate) type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// Something that draws itself on any plotters backend.
@@ -445,7 +448,26 @@ where
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()?;
-    for band in &panel.bands {
+    draw_bands(&mut chart, &panel.bands)?;
+    let legend = draw_lines(&mut chart, &panel.lines, pieces)?;
+    if legend {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// The shaded bands (min–max over seeds, say) under the lines.
+fn draw_bands<DB: DrawingBackend, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'_, DB, CT>,
+    bands: &[Band],
+) -> DrawResult<DB> {
+    for band in bands {
         let ok = |&&(x, lo, hi): &&(f64, f64, f64)| x.is_finite() && lo.is_finite() && hi.is_finite();
         let points: Vec<_> = band.points.iter().filter(ok).collect();
         if points.len() < 2 {
@@ -455,8 +477,17 @@ where
             points.iter().map(|p| (p.0, p.2)).chain(points.iter().rev().map(|p| (p.0, p.1))).collect();
         chart.draw_series(std::iter::once(Polygon::new(outline, colour(band.colour).mix(0.15).filled())))?;
     }
+    Ok(())
+}
+
+/// Each line in its pieces, marked when few points; whether any line is named (a legend).
+fn draw_lines<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    lines: &[Line],
+    pieces: &[Vec<Vec<(f64, f64)>>],
+) -> std::result::Result<bool, DrawError<DB>> {
     let mut legend = false;
-    for (line, pieces) in panel.lines.iter().zip(pieces) {
+    for (line, pieces) in lines.iter().zip(pieces) {
         let c = colour(line.colour);
         let style = c.stroke_width(if line.bold { 3 } else { 2 });
         let marked = pieces.iter().map(Vec::len).sum::<usize>() <= MAX_MARKED;
@@ -486,16 +517,7 @@ where
             },
         );
     }
-    if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    Ok(())
+    Ok(legend)
 }
 
 #[cfg(test)]

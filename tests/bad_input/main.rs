@@ -270,7 +270,7 @@ fn cases() -> Vec<Case> {
             name: "resume where there is no run",
             args: "train --resume {D}",
             setup: no_setup,
-            expect: "no run to resume",
+            expect: "no run here (no config.json)",
         },
         Case {
             name: "malformed metrics.csv for plot",
