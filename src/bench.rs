@@ -153,7 +153,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     tch::manual_seed(0);
     let t = Instant::now();
     if cfg.count_ops && cfg.mode != BenchMode::Train {
-        let want = "counting ATen calls (count_ops) needs the training step".to_string();
+        let want = "counting ATen calls needs the training step: use train".to_string();
         return Err(Error::Setting(BadSetting { path: "mode", value: cfg.mode.to_string(), want }));
     }
     let (images, seconds, phases, ops, load_seconds) = match cfg.mode {

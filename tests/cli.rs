@@ -169,7 +169,10 @@ fn bench_counts_the_aten_calls_of_a_step() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && stdout.contains("aten::_fused_sgd_") && stdout.contains("total"), "{stdout}");
-    assert_one_line_error(&["bench", "--count-ops", "--mode", "eval"], "--mode train");
+    assert_one_line_error(
+        &["bench", "--count-ops", "--mode", "eval"],
+        "--mode eval: counting ATen calls needs the training step: use train",
+    );
 }
 
 #[test]
