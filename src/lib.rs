@@ -21,7 +21,8 @@
 //! 4. **Training**: [`optim`] (SGD as `torch.optim.SGD`, with its state in checkpoints),
 //!    [`schedule`] (the learning-rate schedule), [`progress`], [`gradflow`] (‖∂L/∂x‖ and
 //!    std(x) through depth, also logged while training), and [`train`]: the one
-//!    training loop ([`train::config`]: the settings and `config.json`;
+//!    training loop ([`train::config`]: the settings, one type in parts, and `config.json`,
+//!    their serde form;
 //!    [`train::resume`](mod@train::resume): where a run stands).
 //! 5. **Measurement**: [`analysis`] (gradient flow and layer responses through depth,
 //!    Fig. 7), [`landscape`] (loss landscapes), [`eval_report`] (a checkpoint's

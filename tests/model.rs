@@ -198,7 +198,7 @@ fn preactivation_names_shapes_and_depth_forms() {
     };
     assert!(bad(165, Arch::Preact, None).contains("9n+2"));
     assert!(bad(21, Arch::Preact, Some(BlockKind::Basic)).contains("6n+2"));
-    assert!(bad(164, Arch::Resnet, Some(BlockKind::Bottleneck)).contains("--arch preact"));
+    assert!(bad(164, Arch::Resnet, Some(BlockKind::Bottleneck)).contains("pre-activation networks (preact)"));
 }
 
 /// Nothing follows the addition: with zero-initialised residual branches every block is

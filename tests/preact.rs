@@ -75,7 +75,10 @@ fn a_depth_that_does_not_fit_the_block_is_one_line() {
     for (args, needle) in [
         (vec!["summary", "--arch", "preact", "--depth", "165"], "9n+2"),
         (vec!["summary", "--arch", "preact", "--depth", "21", "--block", "basic"], "6n+2"),
-        (vec!["summary", "--arch", "plain", "--depth", "164", "--block", "bottleneck"], "--arch preact"),
+        (
+            vec!["summary", "--arch", "plain", "--depth", "164", "--block", "bottleneck"],
+            "--block bottleneck: bottleneck blocks are for the 2016 pre-activation networks (preact)",
+        ),
     ] {
         let o = bin().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
