@@ -99,7 +99,9 @@ fn cifar10_classes() -> i64 {
 
 impl FlatRunFile {
     /// The same record in today's parts; an impossible combination (CIFAR-100's labels on
-    /// CIFAR-10) is an error naming the field.
+    /// CIFAR-10) is an error naming the field. A setting added after the flat files takes
+    /// its default (`..Default::default()` in each part), so adding one changes nothing here.
+    #[allow(clippy::needless_update)]
     pub(super) fn into_run_file(self) -> Result<RunFile, String> {
         let dataset = Dataset::new(self.dataset, self.labels)
             .map_err(|_| format!("field `labels` is for CIFAR-100, but `dataset` is {}", self.dataset))?;
@@ -112,6 +114,7 @@ impl FlatRunFile {
                 batch_norm: self.batch_norm,
                 zero_init_residual: self.zero_init_residual,
                 block: self.block,
+                ..Default::default()
             },
             compute: Compute::new(self.precision, self.layout),
             schedule: Schedule {
@@ -122,6 +125,7 @@ impl FlatRunFile {
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
                 warmup_iters: Some(self.warmup_iterations),
+                ..Default::default()
             },
             data: DataSettings {
                 dataset,
@@ -130,6 +134,7 @@ impl FlatRunFile {
                 val_split: self.val_split,
                 limit_train: self.limit_train,
                 limit_test: self.limit_test,
+                ..Default::default()
             },
             seed: self.seed,
             output: Output {
@@ -139,6 +144,7 @@ impl FlatRunFile {
                 log_every: self.log_every,
                 log_histograms: self.log_histograms,
                 log_grad_norms: self.log_grad_norms,
+                ..Default::default()
             },
             machine: MachineRecord {
                 device: self.device,
