@@ -76,9 +76,13 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 fn write_atomic_full(path: &Path, bytes: &[u8], mode: u32, before_rename: impl FnOnce()) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A name of this process and call only, created anew (O_EXCL: never through a link
+    // someone placed there, never a file another writer of the same path is filling).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{call}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -154,6 +158,23 @@ pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[&Path]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writers of one path at once (a grid's cells, two studies) each rename a whole file
+    /// of their own: the file is always one of theirs, whole, and nothing is left behind.
+    #[test]
+    fn writers_of_one_path_at_once_never_mix_their_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("grid.json");
+        let contents: Vec<Vec<u8>> = (0..4u8).map(|i| vec![b'a' + i; 64 * 1024]).collect();
+        std::thread::scope(|s| {
+            for c in &contents {
+                let path = &path;
+                s.spawn(move || (0..50).for_each(|_| write_atomic(path, c).unwrap()));
+            }
+        });
+        assert!(contents.contains(&std::fs::read(&path).unwrap()));
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "no temporary file left");
+    }
 
     #[test]
     fn special_files_are_refused_without_waiting() {

@@ -59,6 +59,18 @@ impl EpochMetrics {
     }
 }
 
+/// The header of a `metrics.csv` with the validation and gradient-norm columns asked for.
+fn columns(with_val: bool, with_grad_norms: bool) -> Vec<&'static str> {
+    let mut columns: Vec<&str> = COLUMNS.to_vec();
+    if with_val {
+        columns.extend(VAL_COLUMNS);
+    }
+    if with_grad_norms {
+        columns.extend(GRAD_NORM_COLUMNS);
+    }
+    columns
+}
+
 pub struct MetricsWriter {
     writer: csv::Writer<File>,
     path: std::path::PathBuf,
@@ -70,15 +82,8 @@ impl MetricsWriter {
     pub fn create(path: &Path, with_val: bool, with_grad_norms: bool) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let writer = csv::Writer::from_writer(file);
-        let mut header: Vec<&str> = COLUMNS.to_vec();
-        if with_val {
-            header.extend(VAL_COLUMNS);
-        }
-        if with_grad_norms {
-            header.extend(GRAD_NORM_COLUMNS);
-        }
         let mut w = MetricsWriter { writer, path: path.to_path_buf() };
-        w.writer.write_record(&header).map_err(|e| w.err(e))?;
+        w.writer.write_record(columns(with_val, with_grad_norms)).map_err(|e| w.err(e))?;
         w.writer.flush().map_err(|e| Error::io(&w.path, e))?;
         Ok(w)
     }
@@ -95,15 +100,15 @@ impl MetricsWriter {
         let rows = check_resumable(&header, rows, epochs_done, layout)
             .map_err(|m| Error::data(path, format!("cannot continue this file: {m}")))?;
         let Layout { with_val, with_grad_norms } = layout;
-        // Rewritten whole, then appended to: a temporary file renamed over the old one.
-        let tmp = path.with_extension("csv.tmp");
-        {
-            let mut w = MetricsWriter::create(&tmp, with_val, with_grad_norms)?;
-            for r in &rows {
-                w.write(r)?;
-            }
+        // Rewritten whole (atomically), then appended to.
+        let mut kept = csv::Writer::from_writer(Vec::new());
+        let csv_error = |e: csv::Error| Error::io(path, std::io::Error::other(e));
+        kept.write_record(columns(with_val, with_grad_norms)).map_err(csv_error)?;
+        for r in &rows {
+            kept.write_record(r.record()).map_err(csv_error)?;
         }
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        let bytes = kept.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+        crate::files::write_atomic(path, &bytes)?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
         let writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         Ok((MetricsWriter { writer, path: path.to_path_buf() }, rows))

@@ -261,6 +261,8 @@ fn completions_for_each_shell_name_the_subcommands() {
         for sub in ["train", "eval", "landscape", "report", "completions"] {
             assert!(script.contains(sub), "{shell} completions lack {sub}: {script}");
         }
+        // The hidden `man` subcommand (behind `make man`) is not offered.
+        assert!(!script.contains("man page") && !script.contains(",man)"), "{shell} completions offer `man`");
         assert!(script.contains("batch-size"), "{shell} completions lack train's flags");
     }
     assert_one_line_error(&["completions", "powershell"], "invalid value 'powershell'");

@@ -40,7 +40,7 @@ pub struct ManArgs {
 
 /// Prints the completion script of `args.shell` on stdout.
 pub fn completions(args: &CompletionsArgs) -> Result<()> {
-    let mut cmd = Cli::command();
+    let mut cmd = without_hidden(Cli::command());
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
@@ -49,6 +49,16 @@ pub fn completions(args: &CompletionsArgs) -> Result<()> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "resnet-cifar", &mut out);
     std::io::stdout().lock().write_all(&out).context("stdout")
+}
+
+/// `cmd` without its hidden subcommands (the generators of clap_complete list every one):
+/// the same arguments, groups and visible subcommands under the same name.
+fn without_hidden(cmd: clap::Command) -> clap::Command {
+    clap::Command::new("resnet-cifar")
+        .version(VERSION)
+        .args(cmd.get_arguments().cloned())
+        .groups(cmd.get_groups().cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 /// Writes the man page (roff) to `args.output`, or prints it.

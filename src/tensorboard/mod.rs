@@ -81,17 +81,8 @@ impl EventLog {
         for f in &files {
             kept.extend(read(f)?.into_iter().filter(|e| e.step <= iteration));
         }
-        let tmp = path.with_extension("resnet-cifar.tmp");
-        {
-            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            let mut log = EventLog { file: BufWriter::new(file), path: tmp.clone() };
-            for e in kept {
-                log.write(e)?;
-            }
-            log.flush()?;
-            log.file.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        let bytes: Vec<u8> = kept.iter().flat_map(record).collect();
+        crate::files::write_atomic(&path, &bytes)?;
         for extra in &files[1..] {
             std::fs::remove_file(extra).map_err(|e| Error::io(extra, e))?;
         }
@@ -130,14 +121,7 @@ impl EventLog {
     }
 
     fn write(&mut self, event: Event) -> Result<()> {
-        let data = event.encode_to_vec();
-        let len = (data.len() as u64).to_le_bytes();
-        let mut rec = Vec::with_capacity(data.len() + 16);
-        rec.extend_from_slice(&len);
-        rec.extend_from_slice(&masked_crc(&len).to_le_bytes());
-        rec.extend_from_slice(&data);
-        rec.extend_from_slice(&masked_crc(&data).to_le_bytes());
-        self.file.write_all(&rec).map_err(|e| Error::io(&self.path, e))
+        self.file.write_all(&record(&event)).map_err(|e| Error::io(&self.path, e))
     }
 
     /// Hands what was logged to the operating system (at each epoch end and checkpoint).
@@ -193,6 +177,19 @@ pub fn parse(mut bytes: &[u8]) -> Vec<Event> {
         bytes = &rest[4..];
     }
     events
+}
+
+/// `event` as a TFRecord: its length, the length's masked CRC-32C, the event, its masked
+/// CRC-32C.
+fn record(event: &Event) -> Vec<u8> {
+    let data = event.encode_to_vec();
+    let len = (data.len() as u64).to_le_bytes();
+    let mut rec = Vec::with_capacity(data.len() + 16);
+    rec.extend_from_slice(&len);
+    rec.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    rec.extend_from_slice(&data);
+    rec.extend_from_slice(&masked_crc(&data).to_le_bytes());
+    rec
 }
 
 /// TensorFlow's masked CRC-32C of a record's length or data.
