@@ -291,7 +291,10 @@ fn conflicting_flags_are_refused_with_one_line() {
         "--num-classes 10: does not fit CIFAR-100 (fine labels), which has 100 classes",
     );
     one_line_error(&[&train[..], &["--labels", "coarse", "--num-classes", "100"]].concat(), "which has 20 classes");
-    one_line_error(&["train", "--dataset", "cifar10", "--labels", "fine"], "--labels fine is for CIFAR-100");
+    one_line_error(
+        &["train", "--dataset", "cifar10", "--labels", "fine"],
+        "--labels fine: CIFAR-100's classes (fine or coarse), not CIFAR-10's; add --dataset cifar100, or leave --labels out",
+    );
     one_line_error(&["train", "--dataset", "cifar1000"], "cifar1000");
     one_line_error(&["train", "--dataset", "cifar100", "--data-dir", "/nonexistent"], "--dataset cifar100 to fetch");
 }

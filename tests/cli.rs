@@ -215,7 +215,10 @@ fn a_bf16_run_records_its_precision_and_resumes_in_it() {
 fn num_classes_comes_from_the_data_set_and_summary_takes_any() {
     let needle = "--num-classes 12: does not fit CIFAR-10, which has 10 classes: leave it out";
     assert_one_line_error(&["train", "--num-classes", "12", "--device", "cpu"], needle);
-    assert_one_line_error(&["train", "--labels", "coarse", "--device", "cpu"], "--labels coarse is for CIFAR-100");
+    assert_one_line_error(
+        &["train", "--labels", "coarse", "--device", "cpu"],
+        "--labels coarse: CIFAR-100's classes (fine or coarse), not CIFAR-10's",
+    );
     let o = bin().args(["summary", "--depth", "8", "--num-classes", "100"]).output().unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("fully connected, 100-way") && s.contains("6500"), "{s}");

@@ -9,6 +9,9 @@ use resnet_cifar::Error;
 pub fn explain(e: &Error) -> String {
     let text = e.to_string();
     let line = match e {
+        Error::Setting(bad) if bad.path == "data.labels" => {
+            format!("{}; add --dataset cifar100, or leave --labels out", super::train_args::setting_message(bad))
+        }
         Error::Setting(bad) => super::train_args::setting_message(bad),
         Error::Diverged { lr, .. } => format!("{text}; lower --lr (now {lr}) or add --warmup-iters"),
         Error::Interrupted { dir, .. } => format!("{text}: resume with `{}`", resume(dir)),

@@ -105,9 +105,11 @@ impl Dataset {
     pub fn new(name: DatasetName, labels: Option<Labels>) -> Result<Self> {
         match (name, labels) {
             (DatasetName::Cifar10, None) => Ok(Dataset::Cifar10),
-            (DatasetName::Cifar10, Some(l)) => Err(Error::Config(format!(
-                "--labels {l} is for CIFAR-100 (fine or coarse classes): add --dataset cifar100, or leave --labels out"
-            ))),
+            (DatasetName::Cifar10, Some(l)) => Err(Error::Setting(crate::error::BadSetting {
+                path: "data.labels",
+                value: l.to_string(),
+                want: "CIFAR-100's classes (fine or coarse), not CIFAR-10's".into(),
+            })),
             (DatasetName::Cifar100, l) => Ok(Dataset::Cifar100 { labels: l.unwrap_or_default() }),
         }
     }
@@ -290,7 +292,7 @@ mod tests {
     fn labels_are_for_cifar100_only_and_fine_by_default() {
         assert_eq!(Dataset::new(DatasetName::Cifar100, None).unwrap(), Dataset::Cifar100 { labels: Labels::Fine });
         let e = Dataset::new(DatasetName::Cifar10, Some(Labels::Coarse)).unwrap_err().to_string();
-        assert!(e.contains("--labels coarse is for CIFAR-100") && e.contains("--dataset cifar100"), "{e}");
+        assert!(e.contains("`data.labels` is coarse: CIFAR-100's classes (fine or coarse), not CIFAR-10's"), "{e}");
         assert_eq!("CIFAR100".parse::<DatasetName>().unwrap(), DatasetName::Cifar100);
         let e = "imagenet".parse::<DatasetName>().unwrap_err().to_string();
         assert!(e.contains("use cifar10 or cifar100"), "{e}");

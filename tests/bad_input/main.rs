@@ -157,7 +157,7 @@ fn cases() -> Vec<Case> {
             name: "--labels with CIFAR-10",
             args: "train --labels coarse",
             setup: no_setup,
-            expect: "--labels coarse is for CIFAR-100",
+            expect: "--labels coarse: CIFAR-100's classes (fine or coarse), not CIFAR-10's; add --dataset cifar100",
         },
         Case {
             name: "a CIFAR-10 checkpoint on CIFAR-100",
