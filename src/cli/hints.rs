@@ -3,6 +3,7 @@
 //! there); [`explain`] adds the flag or command that acts on it, and every library error
 //! the binary prints goes through it.
 
+use resnet_cifar::error::BadSetting;
 use resnet_cifar::Error;
 
 /// `e` on one line, with the remedy on the command line where there is one.
@@ -10,9 +11,9 @@ pub fn explain(e: &Error) -> String {
     let text = e.to_string();
     let line = match e {
         Error::Setting(bad) if bad.path == "data.labels" => {
-            format!("{}; add --dataset cifar100, or leave --labels out", super::train_args::setting_message(bad))
+            format!("{}; add --dataset cifar100, or leave --labels out", setting_message(bad))
         }
-        Error::Setting(bad) => super::train_args::setting_message(bad),
+        Error::Setting(bad) => setting_message(bad),
         Error::Diverged { lr, .. } => format!("{text}; lower --lr (now {lr}) or add --warmup-iters"),
         Error::Interrupted { dir, .. } => format!("{text}: resume with `{}`", resume(dir)),
         Error::GridInterrupted { .. } => format!("{text}; rerun the same command to continue the grid"),
@@ -63,6 +64,28 @@ pub fn explain(e: &Error) -> String {
         _ => text,
     };
     resnet_cifar::error::one_line(&line)
+}
+
+/// The `train` flag that sets the setting at `path` in `config.json` (`schedule.batch_size`
+/// → `--batch-size`): by name, but for the few flags named otherwise.
+pub fn flag_for(path: &str) -> String {
+    let named_otherwise = [
+        ("schedule.kind", "--schedule"),
+        ("data.normalization", "--normalize"),
+        ("data.dir", "--data-dir"),
+        ("output.dir", "--out"),
+        ("output.tensorboard", "--no-tensorboard"),
+        ("model.batch_norm", "--no-bn"),
+    ];
+    match named_otherwise.iter().find(|(p, _)| *p == path) {
+        Some((_, flag)) => flag.to_string(),
+        None => format!("--{}", path.rsplit('.').next().unwrap_or(path).replace('_', "-")),
+    }
+}
+
+/// A setting out of its range as the command line says it: `--lr -0.1: must be …`.
+pub fn setting_message(bad: &BadSetting) -> String {
+    format!("{} {}: {}", flag_for(bad.path), bad.value, bad.want)
 }
 
 /// The command that continues the run in `dir`.

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 use resnet_cifar::data::{DataSource, Dataset, DatasetChoice, DatasetName, Labels};
 use resnet_cifar::device::{device_name, parse_device};
-use resnet_cifar::error::BadSetting;
 use resnet_cifar::model::{Arch, BlockKind, Compute, Layout, Precision, ResNetConfig, Shortcut};
 use resnet_cifar::normalize::Normalization;
 use resnet_cifar::schedule::ScheduleKind;
@@ -244,28 +243,6 @@ impl TrainArgs {
     }
 }
 
-/// The `train` flag that sets the setting at `path` in `config.json` (`schedule.batch_size`
-/// → `--batch-size`): by name, but for the few flags named otherwise.
-pub fn flag_for(path: &str) -> String {
-    let named_otherwise = [
-        ("schedule.kind", "--schedule"),
-        ("data.normalization", "--normalize"),
-        ("data.dir", "--data-dir"),
-        ("output.dir", "--out"),
-        ("output.tensorboard", "--no-tensorboard"),
-        ("model.batch_norm", "--no-bn"),
-    ];
-    match named_otherwise.iter().find(|(p, _)| *p == path) {
-        Some((_, flag)) => flag.to_string(),
-        None => format!("--{}", path.rsplit('.').next().unwrap_or(path).replace('_', "-")),
-    }
-}
-
-/// A setting out of its range as the command line says it: `--lr -0.1: must be …`.
-pub fn setting_message(bad: &BadSetting) -> String {
-    format!("{} {}: {}", flag_for(bad.path), bad.value, bad.want)
-}
-
 /// Help and version go out as clap writes them; a usage error becomes one line (clap's
 /// own message, its hint and possible values folded in), exit status 2.
 pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
@@ -276,18 +253,21 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     ) {
         e.exit();
     }
+    let line = resnet_cifar::error::one_line(&message_parts(&e).join(" "));
+    eprintln!("{line}; see --help");
+    std::process::ExitCode::from(2)
+}
+
+/// A clap error's message and tips, a line each; the usage block (which may span lines)
+/// and the pointer to --help are dropped.
+fn message_parts(e: &clap::Error) -> Vec<String> {
     let text = e.render().to_string();
-    // The message and its tips; the usage block (which may span lines) and the pointer to
-    // --help are dropped.
-    let parts: Vec<&str> = text
-        .lines()
+    text.lines()
         .map(str::trim)
         .take_while(|l| !l.starts_with("Usage:"))
         .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-        .collect();
-    let line = resnet_cifar::error::one_line(&parts.join(" "));
-    eprintln!("{line}; see --help");
-    std::process::ExitCode::from(2)
+        .map(String::from)
+        .collect()
 }
 
 /// `--device`: auto, cpu, cuda or cuda:N, checked by the parser.
@@ -323,9 +303,8 @@ pub fn parse_grid_flags(flags: &[String]) -> Result<(TrainConfig, Exec)> {
     }
     let argv = std::iter::once("train".to_string()).chain(flags.iter().cloned());
     let parsed = TrainOnly::try_parse_from(argv).map_err(|e| {
-        let text = e.render().to_string();
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim_start_matches("error: ");
-        Error::Config(first.to_string())
+        let first = message_parts(&e).into_iter().next().unwrap_or_default();
+        Error::Config(first.trim_start_matches("error: ").to_string())
     })?;
     let exec = Exec { threads: parsed.args.threads, device: parsed.args.device.map(device_name) };
     Ok((parsed.args.into_config()?, exec))

@@ -97,12 +97,8 @@ struct GridFile {
     cells: Vec<Cell>,
 }
 
-/// `grid.json` as versions before the typed settings wrote it: the `train` flags as text.
-#[derive(Deserialize)]
-struct FlagGridFile {
-    spec: FlagSpec,
-}
-
+/// The plan in a `grid.json` of the versions before the typed settings: the `train` flags
+/// as text.
 #[derive(Deserialize, PartialEq)]
 struct FlagSpec {
     depths: Vec<i64>,
@@ -218,10 +214,9 @@ impl Grid {
         })?;
         let not_a_grid =
             |e: serde_json::Error| Error::data(&path, format!("not a grid written by `resnet-cifar study`: {e}"));
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_grid)?;
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_grid)?;
         if value.pointer("/spec/train_flags").is_some() {
-            let old: FlagGridFile = serde_json::from_value(value).map_err(not_a_grid)?;
-            return Ok(Saved::Flags(old.spec));
+            return Ok(Saved::Flags(serde_json::from_value(value["spec"].take()).map_err(not_a_grid)?));
         }
         let file: GridFile = serde_json::from_value(value).map_err(not_a_grid)?;
         Ok(Saved::Typed(Box::new(Grid { dir: dir.to_path_buf(), spec: file.spec, cells: file.cells })))
